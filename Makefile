@@ -1,0 +1,20 @@
+# The two commands of the quick start are `make run` and `make test`.
+.PHONY: run test bench provision lint clean
+
+run:
+	@bash scripts/run.sh
+
+test:
+	@bash scripts/test.sh
+
+bench:
+	@bash scripts/bench.sh
+
+provision:
+	@bash scripts/provision.sh
+
+lint:
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy .
+
+clean:
+	rm -rf .venv .run staticfiles

@@ -1,0 +1,93 @@
+"""Spatial reads: every query that asks "what is near this point" lives here.
+
+All of them use the GiST index on the geography columns: KNN ordering with
+`GeometryDistance` (PostGIS `<->`) and `dwithin` on geography. Never order by
+`Distance(...)`: it computes the distance of every row (330 ms vs 2.5 ms at 100k rows).
+Distances are in metres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.gis.db.models.functions import Distance, GeometryDistance
+from django.contrib.gis.geos import Point
+from django.contrib.gis.measure import D
+from django.db.models import QuerySet
+
+from cameras.models import Camera, Center
+
+
+def make_point(*, lat: float, lon: float) -> Point:
+    """A WGS84 point; note GEOS takes (x=lon, y=lat)."""
+    return Point(lon, lat, srid=4326)
+
+
+def camera_base_queryset() -> QuerySet[Camera]:
+    return Camera.objects.select_related("center").defer("stream_url")
+
+
+@dataclass(frozen=True)
+class NearbyCamera:
+    camera: Camera
+    distance_m: float
+
+
+def with_distances(queryset: QuerySet[Camera]) -> list[NearbyCamera]:
+    return [NearbyCamera(camera=c, distance_m=c.distance.m) for c in queryset]  # type: ignore[attr-defined]
+
+
+def cameras_nearest(
+    *, point: Point, limit: int = 10, max_distance_m: float | None = None
+) -> list[NearbyCamera]:
+    """The `limit` cameras nearest to `point`, nearest first, with their distances.
+
+    With `max_distance_m`, only cameras within that many metres.
+    """
+    queryset = camera_base_queryset()
+    if max_distance_m is not None:
+        queryset = queryset.filter(location__dwithin=(point, D(m=max_distance_m)))
+    queryset = queryset.annotate(distance=Distance("location", point)).order_by(
+        GeometryDistance("location", point)
+    )
+    return with_distances(queryset[:limit])
+
+
+def cameras_within(*, point: Point, radius_m: float) -> list[NearbyCamera]:
+    """Every camera within `radius_m` metres of `point`, nearest first, with distances."""
+    queryset = (
+        camera_base_queryset()
+        .filter(location__dwithin=(point, D(m=radius_m)))
+        .annotate(distance=Distance("location", point))
+        .order_by(GeometryDistance("location", point))
+    )
+    return with_distances(queryset)
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Which centre an event at a point belongs to."""
+
+    center: Center | None
+    outside_jurisdiction: bool
+    distance_m: float
+
+
+def center_for_point(*, point: Point) -> Routing:
+    """The centre whose jurisdiction covers `point`.
+
+    When none does, the nearest centre, flagged `outside_jurisdiction` so the operator
+    knows the event was routed by proximity; `center` is None only if there are no
+    centres at all.
+    """
+    covering = Center.objects.filter(jurisdiction__covers=point).order_by("pk").first()
+    if covering is not None:
+        return Routing(center=covering, outside_jurisdiction=False, distance_m=0.0)
+    nearest = (
+        Center.objects.annotate(distance=Distance("jurisdiction", point))
+        .order_by(GeometryDistance("jurisdiction", point))
+        .first()
+    )
+    if nearest is None:
+        return Routing(center=None, outside_jurisdiction=True, distance_m=0.0)
+    return Routing(center=nearest, outside_jurisdiction=True, distance_m=nearest.distance.m)
