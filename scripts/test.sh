@@ -14,5 +14,7 @@ log "ruff"
 "$VENV/bin/ruff" format --check .
 log "mypy"
 "$VENV/bin/mypy" .
+log "collectstatic"
+"$PY" manage.py collectstatic --noinput -v0  # pages under test use the hashed manifest, as in production
 log "pytest"
 "$VENV/bin/pytest" "$@"
