@@ -14,7 +14,7 @@ provision:
 	@bash scripts/provision.sh
 
 lint:
-	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy .
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && SECRET_KEY=lint-only DEBUG=true .venv/bin/mypy .
 
 clean:
 	rm -rf .venv .run staticfiles

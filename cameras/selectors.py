@@ -34,7 +34,10 @@ class NearbyCamera:
 
 
 def with_distances(queryset: QuerySet[Camera]) -> list[NearbyCamera]:
-    return [NearbyCamera(camera=c, distance_m=c.distance.m) for c in queryset]  # type: ignore[attr-defined]
+    # The index orders by distance on a sphere, `Distance` measures on the spheroid:
+    # near-ties (~0.1 m apart) can come back swapped, so sort the few rows exactly.
+    found = [NearbyCamera(camera=c, distance_m=c.distance.m) for c in queryset]  # type: ignore[attr-defined]
+    return sorted(found, key=lambda near: near.distance_m)
 
 
 def cameras_nearest(

@@ -33,7 +33,7 @@ apt-cache show libgdal32 >/dev/null 2>&1 || GDAL_PKG=$(apt-cache search --names-
 PACKAGES=(
   "${GDAL_PKG:-libgdal32}" postgresql-client
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
-  gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 python3-gi
+  gstreamer1.0-rtsp gstreamer1.0-x gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 python3-gi
   ffmpeg
 )
 [ $WANT_TEST -eq 1 ] && PACKAGES+=(chromium)

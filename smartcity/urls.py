@@ -1,12 +1,18 @@
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
 
+from cameras import views as camera_views
 from smartcity import health
 
 admin.site.site_header = "Smart City Safety Net"
 admin.site.site_title = "Smart City Safety Net"
 
 urlpatterns = [
+    path("", camera_views.overview, name="overview"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

@@ -8,16 +8,25 @@ from django.contrib.gis.geos import MultiPolygon, Polygon
 from cameras.models import Camera, Center
 from cameras.selectors import make_point
 
+pytest_plugins = ["tests.fixtures.rtsp"]
+
 
 def box(lon0: float, lat0: float, lon1: float, lat1: float) -> MultiPolygon:
     ring = ((lon0, lat0), (lon1, lat0), (lon1, lat1), (lon0, lat1), (lon0, lat0))
     return MultiPolygon(Polygon(ring), srid=4326)
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness protects real passwords; in tests it only costs time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def center_factory(db):
     def make(slug: str, bounds: tuple[float, float, float, float], **extra: object) -> Center:
-        return Center.objects.create(name=slug.title(), slug=slug, jurisdiction=box(*bounds), **extra)
+        extra.setdefault("name", slug.title())
+        return Center.objects.create(slug=slug, jurisdiction=box(*bounds), **extra)
 
     return make
 

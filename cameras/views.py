@@ -1,0 +1,22 @@
+"""Pages of the camera registry."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from cameras.models import CameraStatus, Center
+
+
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    """Centres with their camera counts by status: the landing page after login."""
+    centers = Center.objects.annotate(
+        total=Count("cameras"),
+        online=Count("cameras", filter=Q(cameras__status=CameraStatus.ONLINE)),
+        offline=Count("cameras", filter=Q(cameras__status=CameraStatus.OFFLINE)),
+        unknown=Count("cameras", filter=Q(cameras__status=CameraStatus.UNKNOWN)),
+    ).order_by("name")
+    return render(request, "overview.html", {"centers": centers})

@@ -1,0 +1,57 @@
+"""Login and the landing page: Korean by default, English on request, Seoul time."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+
+@pytest.fixture
+def operator(db):
+    return get_user_model().objects.create_user("op1", password="pw-long-enough-123")
+
+
+def test_login_page_is_a_standard_form_in_korean(client, db):
+    response = client.get("/login/")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'name="username"' in html and 'name="password"' in html
+    assert "관제실 로그인" in html
+
+
+def test_logging_in_leads_to_the_overview(client, operator, center_factory):
+    center_factory("junggu", (126.96, 37.54, 127.03, 37.58), name="서울 중구")
+
+    response = client.post("/login/", {"username": "op1", "password": "pw-long-enough-123"}, follow=True)
+
+    assert response.redirect_chain[-1][0] == "/"
+    assert "관제센터 현황" in response.content.decode()
+    assert "서울 중구" in response.content.decode()
+
+
+def test_wrong_password_is_refused_with_a_message(client, operator):
+    response = client.post("/login/", {"username": "op1", "password": "nope"})
+    assert response.status_code == 200
+    assert "아이디 또는 비밀번호가 올바르지 않습니다" in response.content.decode()
+
+
+def test_overview_needs_login(client, db):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+
+
+def test_english_is_available(client, operator):
+    client.force_login(operator)
+    client.post("/i18n/setlang/", {"language": "en", "next": "/"})
+
+    html = client.get("/").content.decode()
+
+    assert "Control centres" in html
+    assert 'lang="en"' in html
+
+
+def test_times_are_shown_in_seoul_time(client, operator):
+    client.force_login(operator)
+    assert "KST" in client.get("/").content.decode()
