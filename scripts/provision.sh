@@ -36,7 +36,8 @@ PACKAGES=(
   gstreamer1.0-rtsp gstreamer1.0-x gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 python3-gi
   ffmpeg
 )
-[ $WANT_TEST -eq 1 ] && PACKAGES+=(chromium)
+# Korean glyphs for the browser tests and their screenshots.
+[ $WANT_TEST -eq 1 ] && PACKAGES+=(chromium fonts-nanum)
 apt_install "${PACKAGES[@]}"
 
 # --- Python virtualenv ---------------------------------------------------------

@@ -41,8 +41,11 @@ stop_all() {
     sleep 0.1
   done
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  exit "${1:-0}"
 }
-trap stop_all INT TERM EXIT
+trap "stop_all 130" INT
+trap "stop_all 143" TERM
+trap "stop_all" EXIT
 
 "$SYSTEM_PYTHON" scripts/rtsp_server.py --port "$DEMO_RTSP_PORT" --streams "$DEMO_RTSP_STREAMS" > "$RUN_DIR/rtsp.log" 2>&1 &
 pids+=($!)
@@ -53,9 +56,11 @@ pids+=($!)
 "$VENV/bin/daphne" -b "$HOST" -p "$PORT" smartcity.asgi:application &
 pids+=($!)
 
-for _ in $(seq 1 100); do
-  "$PY" -c "import urllib.request,sys; urllib.request.urlopen('http://$HOST:$PORT/healthz', timeout=2)" 2>/dev/null && break
-  sleep 0.3
+# Wait for Daphne to accept connections (bash's /dev/tcp: no child process, so Ctrl-C
+# is handled at once).
+for _ in $(seq 1 150); do
+  (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null && break
+  sleep 0.2
 done
 cat <<MSG
 
@@ -74,3 +79,4 @@ MSG
 # Any process dying takes the others down with it: a half-running system is worse.
 wait -n "${pids[@]}" || true
 log "a process exited; shutting down the rest"
+stop_all 1

@@ -48,7 +48,9 @@ def check_celery() -> dict[str, Any]:
     # Fail fast when the broker is gone rather than letting kombu retry for minutes.
     with celery_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
-    replies = celery_app.control.ping(timeout=CHECK_TIMEOUT_S) or []
+    # limit=1: one live worker is enough, and waiting for more would always cost the
+    # whole timeout since nobody knows how many workers there are.
+    replies = celery_app.control.ping(timeout=CHECK_TIMEOUT_S, limit=1) or []
     workers = sorted(name for reply in replies for name in reply)
     return {"ok": bool(workers), "workers": workers}
 

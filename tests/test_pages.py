@@ -55,3 +55,9 @@ def test_english_is_available(client, operator):
 def test_times_are_shown_in_seoul_time(client, operator):
     client.force_login(operator)
     assert "KST" in client.get("/").content.decode()
+
+
+def test_korean_even_when_the_browser_asks_for_english(client, operator):
+    client.force_login(operator)
+    html = client.get("/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
+    assert "관제센터 현황" in html
