@@ -215,3 +215,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Incidents: how many cameras an event gets, and how far they may be.
+INCIDENT_CAMERA_COUNT = int(os.environ.get("INCIDENT_CAMERA_COUNT", "8"))
+INCIDENT_CAMERA_RADIUS_M = float(os.environ.get("INCIDENT_CAMERA_RADIUS_M", "500"))
+# Partner API limits.
+API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(64 * 1024)))
+API_SIGNATURE_MAX_AGE_S = int(os.environ.get("API_SIGNATURE_MAX_AGE_S", "300"))
+EVENT_MAX_FUTURE_S = int(os.environ.get("EVENT_MAX_FUTURE_S", "300"))

@@ -1,0 +1,203 @@
+"""Writes on incidents: intake of partner events, location fixes, cancellation.
+
+Each function does its whole job in one transaction, audits it there, and leaves
+pushes to dashboards for after the commit (no screen may show an incident the
+database does not have).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib.gis.geos import Point
+from django.db import IntegrityError, transaction
+
+from audit.services import audit_record
+from cameras.selectors import cameras_nearest, center_for_point, make_point
+from incidents.catalogue import EVENT_TYPES
+from incidents.models import (
+    OPEN_STATUSES,
+    Incident,
+    IncidentCamera,
+    IncidentStatus,
+    LocationFix,
+    TimelineEntry,
+    TimelineKind,
+)
+from partners.models import Partner
+
+# Called with the incident id after commit; the dashboard push registers itself here.
+after_commit_hooks: list[Callable[[str, int], None]] = []
+
+
+@dataclass(frozen=True)
+class EventIn:
+    """A partner's event after validation, whatever format it arrived in (JSON or CAP)."""
+
+    external_id: str
+    type: str
+    occurred_at: dt.datetime
+    lat: float
+    lon: float
+    accuracy_m: float | None = None
+    address: str = ""
+    summary: str = ""
+    priority: int | None = None
+    subject: dict[str, Any] = field(default_factory=dict)
+
+
+def publish_after_commit(event: str, incident_id: int) -> None:
+    for hook in after_commit_hooks:
+        transaction.on_commit(lambda hook=hook: hook(event, incident_id))  # type: ignore[misc]
+
+
+def incident_cameras_rank(*, incident: Incident) -> list[IncidentCamera]:
+    """(Re)choose the incident's nearest cameras: default 8 within 500 m (settings)."""
+    nearby = cameras_nearest(
+        point=incident.location,
+        limit=settings.INCIDENT_CAMERA_COUNT,
+        max_distance_m=settings.INCIDENT_CAMERA_RADIUS_M,
+    )
+    IncidentCamera.objects.filter(incident=incident).delete()
+    return IncidentCamera.objects.bulk_create(
+        IncidentCamera(incident=incident, camera=near.camera, rank=rank, distance_m=near.distance_m)
+        for rank, near in enumerate(nearby, start=1)
+    )
+
+
+def incident_intake(*, partner: Partner, event: EventIn, request_id: str = "") -> tuple[Incident, bool]:
+    """Turn a partner's event into an incident at the covering centre, or find the one it already is.
+
+    Returns (incident, created). Idempotent on (partner, external_id) through the unique
+    constraint: when two copies race, the loser's INSERT fails and it returns the winner's.
+    """
+    existing = Incident.objects.filter(partner=partner, external_id=event.external_id).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            incident = incident_create(partner=partner, event=event, request_id=request_id)
+    except IntegrityError:
+        # The same event committed by another request between our check and our insert.
+        return Incident.objects.get(partner=partner, external_id=event.external_id), False
+    return incident, True
+
+
+def incident_create(*, partner: Partner, event: EventIn, request_id: str) -> Incident:
+    point = make_point(lat=event.lat, lon=event.lon)
+    routing = center_for_point(point=point)
+    catalogue = EVENT_TYPES[event.type]
+    incident = Incident.objects.create(
+        partner=partner,
+        external_id=event.external_id,
+        type=event.type,
+        priority=event.priority or catalogue.priority,
+        center=routing.center,
+        outside_jurisdiction=routing.outside_jurisdiction,
+        location=point,
+        accuracy_m=event.accuracy_m,
+        address=event.address,
+        summary=event.summary,
+        subject=event.subject,
+        occurred_at=event.occurred_at,
+    )
+    incident_cameras_rank(incident=incident)
+    text = f"{partner.name}: {catalogue.label}"
+    if routing.outside_jurisdiction:
+        text += f" (관할 밖, 가장 가까운 센터 {round(routing.distance_m)} m)"
+    TimelineEntry.objects.create(incident=incident, kind=TimelineKind.RECEIVED, actor=partner.slug, text=text)
+    audit_record(
+        action="incident.intake",
+        actor=f"partner:{partner.slug}",
+        partner_id=partner.pk,
+        object_type="incident",
+        object_id=incident.pk,
+        details={
+            "external_id": event.external_id,
+            "type": event.type,
+            "center": routing.center.slug if routing.center else None,
+            "outside_jurisdiction": routing.outside_jurisdiction,
+        },
+        request_id=request_id,
+    )
+    publish_after_commit("incident.created", incident.pk)
+    return incident
+
+
+class IncidentClosedError(Exception):
+    """The incident is closed or cancelled and takes no more updates."""
+
+
+def incident_location_add(
+    *,
+    incident: Incident,
+    lat: float,
+    lon: float,
+    accuracy_m: float | None,
+    observed_at: dt.datetime,
+    request_id: str = "",
+) -> LocationFix:
+    """Record where the subject is now: the incident moves and its cameras are re-ranked."""
+    with transaction.atomic():
+        locked = Incident.objects.select_for_update().get(pk=incident.pk)
+        if locked.status not in OPEN_STATUSES:
+            raise IncidentClosedError(locked.status)
+        point: Point = make_point(lat=lat, lon=lon)
+        fix = LocationFix.objects.create(
+            incident=locked, location=point, accuracy_m=accuracy_m, observed_at=observed_at
+        )
+        # A fix older than the latest one (delivered out of order) joins the track only.
+        newest = locked.fixes.order_by("-observed_at", "-pk").first()
+        if newest is not None and newest.pk == fix.pk:
+            locked.location = point
+            locked.accuracy_m = accuracy_m
+            locked.save(update_fields=["location", "accuracy_m", "updated_at"])
+            incident_cameras_rank(incident=locked)
+        TimelineEntry.objects.create(
+            incident=locked,
+            kind=TimelineKind.LOCATION,
+            actor=locked.partner.slug,
+            text=f"{lat:.6f}, {lon:.6f}",
+            partner_visible=True,
+        )
+        audit_record(
+            action="incident.location",
+            actor=f"partner:{locked.partner.slug}",
+            partner_id=locked.partner_id,
+            object_type="incident",
+            object_id=locked.pk,
+            details={"lat": lat, "lon": lon, "accuracy_m": accuracy_m},
+            request_id=request_id,
+        )
+        publish_after_commit("incident.location", locked.pk)
+    incident.refresh_from_db()
+    return fix
+
+
+def incident_cancel(*, incident: Incident, request_id: str = "") -> Incident:
+    """The partner withdraws its event. Cancelling twice is harmless; a closed incident stays closed."""
+    with transaction.atomic():
+        locked = Incident.objects.select_for_update().get(pk=incident.pk)
+        if locked.status == IncidentStatus.CANCELLED:
+            return locked
+        if locked.status == IncidentStatus.CLOSED:
+            raise IncidentClosedError(locked.status)
+        locked.status = IncidentStatus.CANCELLED
+        locked.save(update_fields=["status", "updated_at"])
+        TimelineEntry.objects.create(
+            incident=locked, kind=TimelineKind.CANCELLED, actor=locked.partner.slug, text=""
+        )
+        audit_record(
+            action="incident.cancel",
+            actor=f"partner:{locked.partner.slug}",
+            partner_id=locked.partner_id,
+            object_type="incident",
+            object_id=locked.pk,
+            request_id=request_id,
+        )
+        publish_after_commit("incident.updated", locked.pk)
+    return locked

@@ -1,0 +1,53 @@
+"""Reads about partners: who holds an API key, and what their agreements allow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+
+from django.utils import timezone
+
+from partners.models import AgreementEventType, ApiKey
+
+KEY_SCHEME = "scn"
+
+
+def api_key_hash(raw: str) -> str:
+    # Keys are 256-bit random strings, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_key_prefix(raw: str) -> str | None:
+    """The visible prefix of a key shaped `scn_<prefix>_<secret>`, or None if it is not one."""
+    parts = raw.split("_")
+    if len(parts) != 3 or parts[0] != KEY_SCHEME or not parts[1] or not parts[2]:
+        return None
+    return parts[1]
+
+
+def api_key_check(*, raw: str) -> ApiKey | None:
+    """The active key `raw` is, with its partner, or None. Constant-time on the secret part."""
+    prefix = api_key_prefix(raw)
+    if prefix is None:
+        return None
+    key = ApiKey.objects.select_related("partner").filter(prefix=prefix).first()
+    if key is None or not hmac.compare_digest(key.key_hash, api_key_hash(raw)):
+        return None
+    if key.revoked_at is not None or not key.partner.is_active:
+        return None
+    return key
+
+
+def allowed_event_type(
+    *, partner_id: int, event_type: str, on: dt.date | None = None
+) -> AgreementEventType | None:
+    """The partner's agreement entry that allows `event_type` on day `on` (today), if any."""
+    day = on or timezone.localdate()
+    return (
+        AgreementEventType.objects.select_related("agreement")
+        .filter(agreement__partner_id=partner_id, event_type=event_type, agreement__valid_from__lte=day)
+        .exclude(agreement__valid_to__lt=day)
+        .order_by("-agreement__valid_from")
+        .first()
+    )
