@@ -20,7 +20,7 @@ def api_key_hash(raw: str) -> str:
 
 def api_key_prefix(raw: str) -> str | None:
     """The visible prefix of a key shaped `scn_<prefix>_<secret>`, or None if it is not one."""
-    parts = raw.split("_")
+    parts = raw.split("_", 2)  # the secret part may itself contain "_"
     if len(parts) != 3 or parts[0] != KEY_SCHEME or not parts[1] or not parts[2]:
         return None
     return parts[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.gis.geos import MultiPolygon, Polygon
+from django.core.cache import cache
 
 from cameras.models import Camera, Center
 from cameras.selectors import make_point
@@ -14,6 +15,13 @@ pytest_plugins = ["tests.fixtures.rtsp"]
 def box(lon0: float, lat0: float, lon1: float, lat1: float) -> MultiPolygon:
     ring = ((lon0, lat0), (lon1, lat0), (lon1, lat1), (lon0, lat1), (lon0, lat0))
     return MultiPolygon(Polygon(ring), srid=4326)
+
+
+@pytest.fixture(autouse=True)
+def empty_redis():
+    # Tests have a Redis database of their own (scripts/test.sh); rate-limit windows and
+    # replay records from one test (or an earlier run reusing ids) must not leak into the next.
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,202 @@
+"""The partner API's payloads: strict input validation and the incident as a partner sees it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from incidents.catalogue import EVENT_TYPES
+from incidents.models import Incident
+from incidents.services import EventIn
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number: no strings, no booleans, nothing infinite or NaN."""
+
+    default_error_messages = {"invalid": "A number is required.", "not_finite": "Must be a finite number."}
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        if not math.isfinite(data):
+            self.fail("not_finite")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    default_error_messages = {"invalid": "An integer is required."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class OffsetDateTimeField(serializers.Field):
+    """ISO-8601 with an explicit UTC offset; a naive time is ambiguous and refused."""
+
+    default_error_messages = {
+        "invalid": "Use ISO-8601 with a UTC offset, e.g. 2026-11-22T13:05:00+09:00.",
+        "naive": "The time needs a UTC offset (e.g. +09:00 or Z).",
+        "future": "The time is in the future.",
+    }
+
+    def to_internal_value(self, data: Any) -> dt.datetime:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            value = parse_datetime(data.strip())
+        except ValueError:
+            value = None
+        if value is None:
+            self.fail("invalid")
+        assert value is not None
+        if value.tzinfo is None:
+            self.fail("naive")
+        if value > timezone.now() + dt.timedelta(seconds=settings.EVENT_MAX_FUTURE_S):
+            self.fail("future")
+        return value
+
+    def to_representation(self, value: dt.datetime) -> str:
+        return value.isoformat()
+
+
+class LocationSerializer(serializers.Serializer):
+    lat = StrictFloatField(min_value=-90, max_value=90)
+    lon = StrictFloatField(min_value=-180, max_value=180)
+    accuracy_m = StrictFloatField(min_value=0, max_value=100_000, required=False, allow_null=True)
+
+
+class EventInSerializer(serializers.Serializer):
+    """`POST /api/v1/events/` body (DESIGN §4)."""
+
+    external_id = serializers.CharField(max_length=128, trim_whitespace=False)
+    type = serializers.ChoiceField(choices=sorted(EVENT_TYPES))
+    occurred_at = OffsetDateTimeField()
+    location = LocationSerializer()
+    address = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    summary = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    priority = StrictIntegerField(min_value=1, max_value=5, required=False, allow_null=True)
+    subject = serializers.DictField(required=False, default=dict)
+
+    def validate_external_id(self, value: str) -> str:
+        if not value.strip() or any(ord(ch) < 32 for ch in value):
+            raise serializers.ValidationError("Must be non-empty printable text.")
+        return value
+
+    def to_event(self) -> EventIn:
+        data = self.validated_data
+        return EventIn(
+            external_id=data["external_id"],
+            type=data["type"],
+            occurred_at=data["occurred_at"],
+            lat=data["location"]["lat"],
+            lon=data["location"]["lon"],
+            accuracy_m=data["location"].get("accuracy_m"),
+            address=data["address"],
+            summary=data["summary"],
+            priority=data.get("priority"),
+            subject=data["subject"],
+        )
+
+
+class LocationFixInSerializer(serializers.Serializer):
+    """`POST /api/v1/events/<id>/locations/` body."""
+
+    lat = StrictFloatField(min_value=-90, max_value=90)
+    lon = StrictFloatField(min_value=-180, max_value=180)
+    accuracy_m = StrictFloatField(min_value=0, max_value=100_000, required=False, allow_null=True)
+    observed_at = OffsetDateTimeField(required=False)
+
+
+def incident_for_partner(incident: Incident, *, detail: bool = False) -> dict[str, Any]:
+    """The incident as its sending partner may see it (never stream URLs, never other partners)."""
+    cameras = [
+        {"id": ranked.camera_id, "name": ranked.camera.name, "distance_m": round(ranked.distance_m, 1)}
+        for ranked in incident.ranked_cameras.select_related("camera").order_by("rank")
+    ]
+    body: dict[str, Any] = {
+        "id": incident.pk,
+        "external_id": incident.external_id,
+        "type": incident.type,
+        "status": incident.status,
+        "priority": incident.priority,
+        "center": incident.center.slug if incident.center else None,
+        "center_name": incident.center.name if incident.center else None,
+        "outside_jurisdiction": incident.outside_jurisdiction,
+        "location": {
+            "lat": incident.location.y,
+            "lon": incident.location.x,
+            "accuracy_m": incident.accuracy_m,
+        },
+        "occurred_at": incident.occurred_at.isoformat(),
+        "received_at": incident.received_at.isoformat(),
+        "cameras": cameras,
+        "shares": [],  # live-video shares arrive with the sharing work (issue 6)
+    }
+    if detail:
+        body["address"] = incident.address
+        body["summary"] = incident.summary
+        body["timeline"] = [
+            {"at": entry.at.isoformat(), "kind": entry.kind, "text": entry.text}
+            for entry in incident.timeline.filter(partner_visible=True).order_by("at", "pk")
+        ]
+    return body
+
+
+# --- response shapes, for the OpenAPI schema (incident_for_partner builds the data) -------
+
+
+class CameraOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    distance_m = serializers.FloatField()
+
+
+class LocationOutSerializer(serializers.Serializer):
+    lat = serializers.FloatField()
+    lon = serializers.FloatField()
+    accuracy_m = serializers.FloatField(allow_null=True)
+
+
+class ShareOutSerializer(serializers.Serializer):
+    viewer_url = serializers.CharField()
+    cameras = serializers.ListField(child=serializers.IntegerField())
+    expires_at = serializers.DateTimeField()
+
+
+class TimelineOutSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    kind = serializers.CharField()
+    text = serializers.CharField()
+
+
+class IncidentOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    type = serializers.CharField()
+    status = serializers.CharField()
+    priority = serializers.IntegerField()
+    center = serializers.CharField(allow_null=True, help_text="slug of the centre the event was routed to")
+    center_name = serializers.CharField(allow_null=True)
+    outside_jurisdiction = serializers.BooleanField()
+    location = LocationOutSerializer()
+    occurred_at = serializers.DateTimeField()
+    received_at = serializers.DateTimeField()
+    cameras = CameraOutSerializer(many=True)
+    shares = ShareOutSerializer(many=True)
+
+
+class IncidentDetailOutSerializer(IncidentOutSerializer):
+    address = serializers.CharField()
+    summary = serializers.CharField()
+    timeline = TimelineOutSerializer(many=True)
