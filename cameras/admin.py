@@ -44,15 +44,18 @@ class CameraAdminForm(forms.ModelForm):
         model = Camera
         fields = "__all__"  # noqa: DJ007 -- the ModelAdmin decides which fields show
 
-    def clean_stream_url(self) -> str:
-        new = self.cleaned_data.get("stream_url", "")
-        if self.cleaned_data.get("clear_stream_url"):
-            return ""
-        if not new and self.instance.pk:
-            return self.instance.stream_url
-        if new and not new.startswith(("rtsp://", "rtsps://", "http://", "https://")):
-            raise forms.ValidationError(_("Use an rtsp://, rtsps:// or http(s):// URL."))
-        return new
+    def clean(self) -> dict[str, Any]:
+        # In clean(), not clean_stream_url(): the checkbox comes later in the form, so its
+        # value is not known yet when the field's own cleaner runs.
+        cleaned = super().clean() or {}
+        new = cleaned.get("stream_url", "")
+        if cleaned.get("clear_stream_url"):
+            cleaned["stream_url"] = ""
+        elif not new and self.instance.pk:
+            cleaned["stream_url"] = self.instance.stream_url
+        elif new and not new.startswith(("rtsp://", "rtsps://", "http://", "https://")):
+            self.add_error("stream_url", _("Use an rtsp://, rtsps:// or http(s):// URL."))
+        return cleaned
 
 
 @admin.register(Camera)

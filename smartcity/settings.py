@@ -189,6 +189,7 @@ LEAFLET_CONFIG = {
 
 # Product knobs.
 DEMO_PASSWORD = os.environ.get("DEMO_PASSWORD", "safenet-demo")
+DEMO_API_KEYS = env_bool("DEMO_API_KEYS", False)  # seed_demo prints one key per partner that has none
 DEFAULT_RETENTION_DAYS = int(os.environ.get("DEFAULT_RETENTION_DAYS", "30"))
 DEMO_RTSP_HOST = os.environ.get("DEMO_RTSP_HOST", "127.0.0.1")
 DEMO_RTSP_PORT = int(os.environ.get("DEMO_RTSP_PORT", "8554"))
@@ -233,3 +234,25 @@ INCIDENT_CAMERA_RADIUS_M = float(os.environ.get("INCIDENT_CAMERA_RADIUS_M", "500
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(64 * 1024)))
 API_SIGNATURE_MAX_AGE_S = int(os.environ.get("API_SIGNATURE_MAX_AGE_S", "300"))
 EVENT_MAX_FUTURE_S = int(os.environ.get("EVENT_MAX_FUTURE_S", "300"))
+
+
+def env_seconds_map(name: str, default: str) -> dict[str, int]:
+    """`default=120,police.emergency_video=30` → {"default": 120, "police.emergency_video": 30}."""
+    result = {}
+    for item in os.environ.get(name, default).split(","):
+        key, _, value = item.partition("=")
+        if key.strip() and value.strip().isdigit():
+            result[key.strip()] = int(value)
+    return result
+
+
+# Escalation: a new incident nobody acknowledged within this many seconds is raised to
+# priority 1 and announced to supervisors.
+ESCALATION_SECONDS = env_seconds_map(
+    "ESCALATION_SECONDS",
+    "default=120,police.emergency_video=30,fire.dispatch=30,safety.sos=30,moj.victim_approach=30,market.fire_alarm=30",
+)
+CELERY_BEAT_SCHEDULE["incidents-escalate"] = {
+    "task": "incidents.tasks.escalate_overdue",
+    "schedule": float(os.environ.get("ESCALATION_CHECK_EVERY_S", "5")),
+}

@@ -82,3 +82,16 @@ def test_non_staff_user_cannot_open_the_camera_admin(client, secret_camera):
     response = client.get("/admin/cameras/camera/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_the_remove_checkbox_clears_the_stream_url(admin_client, secret_camera):
+    page = admin_client.get(f"/admin/cameras/camera/{secret_camera.pk}/change/")
+    form = page.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data |= {"stream_url": "", "clear_stream_url": "on", "location": secret_camera.location.geojson}
+
+    response = admin_client.post(f"/admin/cameras/camera/{secret_camera.pk}/change/", data)
+
+    assert response.status_code == 302
+    secret_camera.refresh_from_db()
+    assert secret_camera.stream_url == ""

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 # Each app with demo rows adds its seeder here; they run in this order.
-SEEDERS = ["cameras.demo"]
+SEEDERS = ["cameras.demo", "partners.demo"]
 
 
 class Command(BaseCommand):
