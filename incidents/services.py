@@ -8,7 +8,6 @@ database does not have).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +27,8 @@ from incidents.models import (
     TimelineEntry,
     TimelineKind,
 )
+from incidents.realtime import incident_publish_on_commit
 from partners.models import Partner
-
-# Called with the incident id after commit; the dashboard push registers itself here.
-after_commit_hooks: list[Callable[[str, int], None]] = []
 
 
 @dataclass(frozen=True)
@@ -48,11 +45,6 @@ class EventIn:
     summary: str = ""
     priority: int | None = None
     subject: dict[str, Any] = field(default_factory=dict)
-
-
-def publish_after_commit(event: str, incident_id: int) -> None:
-    for hook in after_commit_hooks:
-        transaction.on_commit(lambda hook=hook: hook(event, incident_id))  # type: ignore[misc]
 
 
 def incident_cameras_rank(*, incident: Incident) -> list[IncidentCamera]:
@@ -124,7 +116,7 @@ def incident_create(*, partner: Partner, event: EventIn, request_id: str) -> Inc
         },
         request_id=request_id,
     )
-    publish_after_commit("incident.created", incident.pk)
+    incident_publish_on_commit("incident.created", incident.pk)
     return incident
 
 
@@ -173,7 +165,7 @@ def incident_location_add(
             details={"lat": lat, "lon": lon, "accuracy_m": accuracy_m},
             request_id=request_id,
         )
-        publish_after_commit("incident.location", locked.pk)
+        incident_publish_on_commit("incident.location", locked.pk)
     incident.refresh_from_db()
     return fix
 
@@ -199,5 +191,5 @@ def incident_cancel(*, incident: Incident, request_id: str = "") -> Incident:
             object_id=locked.pk,
             request_id=request_id,
         )
-        publish_after_commit("incident.updated", locked.pk)
+        incident_publish_on_commit("incident.updated", locked.pk)
     return locked

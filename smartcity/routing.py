@@ -1,5 +1,9 @@
-"""WebSocket routes. Each app adds its consumers here as they are built."""
+"""WebSocket routes."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-websocket_urlpatterns: list[URLPattern | URLResolver] = []
+from incidents.consumers import OperatorConsumer
+
+websocket_urlpatterns: list[URLPattern | URLResolver] = [
+    path("ws/operator/", OperatorConsumer.as_asgi()),
+]

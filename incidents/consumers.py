@@ -1,0 +1,64 @@
+"""`/ws/operator/`: pushes a centre's incidents to its operators. Authorises, subscribes, forwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from incidents.realtime import (
+    ALL_CENTERS_GROUP,
+    SnapshotMessage,
+    center_group,
+    incident_payload,
+)
+from incidents.selectors import incidents_open, watched_center_ids
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+class OperatorConsumer(AsyncJsonWebsocketConsumer):
+    groups_joined: list[str]
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.groups_joined = await self.groups_for(user)
+        if not self.groups_joined:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        # Subscribe before the snapshot: a push racing the snapshot may arrive twice
+        # (the browser keeps the newest `updated_at`), but can never be missed.
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        await self.send_json(await self.snapshot(user))
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        # Operators act through the HTTP endpoints (CSRF, audit); the socket only listens.
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+
+    async def push(self, event: dict[str, Any]) -> None:
+        await self.send_json(event["message"])
+
+    @database_sync_to_async
+    def groups_for(self, user: Any) -> list[str]:
+        centers = watched_center_ids(user)
+        if centers is None:
+            return [ALL_CENTERS_GROUP]
+        # Supervisors get escalations through their centre's group like everyone there:
+        # a centre's messages never reach another centre's screens.
+        return [center_group(center_id) for center_id in centers]
+
+    @database_sync_to_async
+    def snapshot(self, user: Any) -> SnapshotMessage:
+        return {"type": "snapshot", "incidents": [incident_payload(i) for i in incidents_open(user)[:200]]}

@@ -1,0 +1,188 @@
+"""Every message the operator WebSocket carries, defined once, and the one way to send them.
+
+Producers call `incident_publish` (through `transaction.on_commit`, never before the
+commit); `incidents.consumers.OperatorConsumer` only authorises, subscribes and forwards.
+Groups: `center.<id>` for a centre's operators and supervisors, `centers.all` for
+administrators who watch every centre.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal, TypedDict
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from incidents.catalogue import EVENT_TYPES
+from incidents.models import Incident
+
+log = logging.getLogger(__name__)
+
+ALL_CENTERS_GROUP = "centers.all"
+
+
+def center_group(center_id: int) -> str:
+    return f"center.{center_id}"
+
+
+class LocationPayload(TypedDict):
+    lat: float
+    lon: float
+    accuracy_m: float | None
+
+
+class CameraPayload(TypedDict):
+    id: int
+    name: str
+    distance_m: float
+    status: str
+    lat: float
+    lon: float
+    bearing_deg: float | None
+    fov_deg: float
+    range_m: float
+
+
+class IncidentPayload(TypedDict):
+    id: int
+    type: str
+    label: str
+    priority: int
+    status: str
+    center: int | None
+    outside_jurisdiction: bool
+    partner: str
+    location: LocationPayload
+    track: list[LocationPayload]
+    address: str
+    summary: str
+    occurred_at: str
+    received_at: str
+    updated_at: str
+    acknowledged_by: str | None
+    assignee: str | None
+    escalated: bool
+    cameras: list[CameraPayload]
+
+
+EventName = Literal["incident.created", "incident.updated", "incident.location", "incident.escalated"]
+
+
+class IncidentMessage(TypedDict):
+    type: EventName
+    incident: IncidentPayload
+
+
+class ShareMessage(TypedDict):
+    type: Literal["share.created", "share.ended"]
+    incident: int
+    share: dict[str, object]
+
+
+class CameraStatusMessage(TypedDict):
+    type: Literal["camera.status"]
+    camera: int
+    status: str
+    last_seen_at: str | None
+
+
+class SnapshotMessage(TypedDict):
+    type: Literal["snapshot"]
+    incidents: list[IncidentPayload]
+
+
+def point_payload(point: object, accuracy_m: float | None) -> LocationPayload:
+    return {"lat": point.y, "lon": point.x, "accuracy_m": accuracy_m}  # type: ignore[attr-defined]
+
+
+def incident_payload(incident: Incident) -> IncidentPayload:
+    """What operators see of an incident. Never a stream URL."""
+    ranked = incident.ranked_cameras.select_related("camera").order_by("rank")
+    return {
+        "id": incident.pk,
+        "type": incident.type,
+        "label": EVENT_TYPES[incident.type].label if incident.type in EVENT_TYPES else incident.type,
+        "priority": incident.priority,
+        "status": incident.status,
+        "center": incident.center_id,
+        "outside_jurisdiction": incident.outside_jurisdiction,
+        "partner": incident.partner.name,
+        "location": point_payload(incident.location, incident.accuracy_m),
+        "track": [
+            point_payload(fix.location, fix.accuracy_m)
+            for fix in incident.fixes.order_by("observed_at", "pk")
+        ],
+        "address": incident.address,
+        "summary": incident.summary,
+        "occurred_at": incident.occurred_at.isoformat(),
+        "received_at": incident.received_at.isoformat(),
+        "updated_at": incident.updated_at.isoformat(),
+        "acknowledged_by": incident.acknowledged_by.get_username() if incident.acknowledged_by else None,
+        "assignee": incident.assignee.get_username() if incident.assignee else None,
+        "escalated": incident.escalated_at is not None,
+        "cameras": [
+            {
+                "id": r.camera_id,
+                "name": r.camera.name,
+                "distance_m": round(r.distance_m, 1),
+                "status": r.camera.status,
+                "lat": r.camera.location.y,
+                "lon": r.camera.location.x,
+                "bearing_deg": r.camera.bearing_deg,
+                "fov_deg": r.camera.fov_deg,
+                "range_m": r.camera.range_m,
+            }
+            for r in ranked
+        ],
+    }
+
+
+def incident_load(incident_id: int) -> Incident | None:
+    return (
+        Incident.objects.select_related("partner", "acknowledged_by", "assignee")
+        .filter(pk=incident_id)
+        .first()
+    )
+
+
+def group_send(groups: list[str], message: object) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group in groups:
+        try:
+            async_to_sync(layer.group_send)(group, {"type": "push", "message": message})
+        except Exception:  # Redis away: the incident is stored; dashboards resync on reconnect.
+            log.warning("push to %s failed; dashboards will resync", group, exc_info=True)
+
+
+def incident_publish(event: EventName, incident_id: int) -> None:
+    """Send an incident message to its centre (and watchers). Call only after commit."""
+    incident = incident_load(incident_id)
+    if incident is None:
+        return
+    message: IncidentMessage = {"type": event, "incident": incident_payload(incident)}
+    groups = [ALL_CENTERS_GROUP]
+    if incident.center_id is not None:
+        groups.append(center_group(incident.center_id))
+    group_send(groups, message)
+
+
+def incident_publish_on_commit(event: EventName, incident_id: int) -> None:
+    """Schedule the push for after the surrounding transaction commits; dropped on rollback."""
+    transaction.on_commit(lambda: incident_publish(event, incident_id))
+
+
+def camera_status_publish(
+    *, camera_id: int, center_id: int | None, status: str, last_seen_at: str | None
+) -> None:
+    message: CameraStatusMessage = {
+        "type": "camera.status",
+        "camera": camera_id,
+        "status": status,
+        "last_seen_at": last_seen_at,
+    }
+    groups = [ALL_CENTERS_GROUP] + ([center_group(center_id)] if center_id is not None else [])
+    group_send(groups, message)

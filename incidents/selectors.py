@@ -1,0 +1,47 @@
+"""Reads about incidents for the control room."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+
+from cameras.models import StaffProfile, StaffRole
+from incidents.models import OPEN_STATUSES, Incident
+
+WATCHING_ROLES = (StaffRole.OPERATOR, StaffRole.SUPERVISOR)
+
+
+def staff_of(user: AbstractBaseUser | AnonymousUser) -> StaffProfile | None:
+    if not user.is_authenticated:
+        return None
+    return StaffProfile.objects.select_related("center").filter(user_id=user.pk).first()
+
+
+def watched_center_ids(user: AbstractBaseUser | AnonymousUser) -> list[int] | None:
+    """The centres whose incidents `user` may see: None means every centre (administrators).
+
+    An operator or supervisor sees their own centre; anyone else sees none.
+    """
+    if not user.is_authenticated:
+        return []
+    if getattr(user, "is_superuser", False):
+        return None
+    staff = staff_of(user)
+    if staff is None:
+        return []
+    if staff.role == StaffRole.ADMIN:
+        return None
+    if staff.role in WATCHING_ROLES and staff.center_id is not None:
+        return [staff.center_id]
+    return []
+
+
+def incidents_visible(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Incident]:
+    centers = watched_center_ids(user)
+    queryset = Incident.objects.select_related("partner", "acknowledged_by", "assignee")
+    return queryset if centers is None else queryset.filter(center_id__in=centers)
+
+
+def incidents_open(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Incident]:
+    """The live queue: open incidents, most urgent first, then oldest first."""
+    return incidents_visible(user).filter(status__in=OPEN_STATUSES).order_by("priority", "received_at")
