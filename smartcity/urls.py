@@ -4,13 +4,16 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from cameras import views as camera_views
+from incidents import views as incident_views
 from smartcity import health
 
 admin.site.site_header = "Smart City Safety Net"
 admin.site.site_title = "Smart City Safety Net"
 
 urlpatterns = [
-    path("", camera_views.overview, name="overview"),
+    path("", incident_views.dashboard, name="dashboard"),
+    path("centres/", camera_views.overview, name="overview"),
+    path("", include("incidents.urls")),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
