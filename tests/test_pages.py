@@ -26,8 +26,10 @@ def test_logging_in_leads_to_the_overview(client, operator, center_factory):
     response = client.post("/login/", {"username": "op1", "password": "pw-long-enough-123"}, follow=True)
 
     assert response.redirect_chain[-1][0] == "/"
-    assert "관제센터 현황" in response.content.decode()
-    assert "서울 중구" in response.content.decode()
+    assert response.templates[0].name == "incidents/dashboard.html"
+    overview = client.get("/centres/").content.decode()
+    assert "관제센터 현황" in overview
+    assert "서울 중구" in overview
 
 
 def test_wrong_password_is_refused_with_a_message(client, operator):
@@ -46,7 +48,7 @@ def test_english_is_available(client, operator):
     client.force_login(operator)
     client.post("/i18n/setlang/", {"language": "en", "next": "/"})
 
-    html = client.get("/").content.decode()
+    html = client.get("/centres/").content.decode()
 
     assert "Control centres" in html
     assert 'lang="en"' in html
@@ -54,10 +56,10 @@ def test_english_is_available(client, operator):
 
 def test_times_are_shown_in_seoul_time(client, operator):
     client.force_login(operator)
-    assert "KST" in client.get("/").content.decode()
+    assert "KST" in client.get("/centres/").content.decode()
 
 
 def test_korean_even_when_the_browser_asks_for_english(client, operator):
     client.force_login(operator)
-    html = client.get("/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
+    html = client.get("/centres/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
     assert "관제센터 현황" in html

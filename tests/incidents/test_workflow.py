@@ -51,6 +51,7 @@ def test_two_operators_acknowledging_at_once_one_wins_the_other_is_told_who(two_
     loser = next(name for name in results if name != winner)
     assert results[loser] == winner
     incident.refresh_from_db()
+    assert incident.acknowledged_by is not None
     assert incident.acknowledged_by.username == winner
     assert incident.timeline.filter(kind=TimelineKind.ACKNOWLEDGED).count() == 1
 
