@@ -40,6 +40,9 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+EARLIEST_YEAR = 2000  # no partner reports an emergency from before this system's era
+
+
 @extend_schema_field(OpenApiTypes.DATETIME)
 class OffsetDateTimeField(serializers.Field):
     """ISO-8601 with an explicit UTC offset; a naive time is ambiguous and refused."""
@@ -48,6 +51,8 @@ class OffsetDateTimeField(serializers.Field):
         "invalid": "Use ISO-8601 with a UTC offset, e.g. 2026-11-22T13:05:00+09:00.",
         "naive": "The time needs a UTC offset (e.g. +09:00 or Z).",
         "future": "The time is in the future.",
+        "offset": "The UTC offset must be between -12:00 and +14:00.",
+        "past": "The time is implausibly far in the past.",
     }
 
     def to_internal_value(self, data: Any) -> dt.datetime:
@@ -62,6 +67,13 @@ class OffsetDateTimeField(serializers.Field):
         assert value is not None
         if value.tzinfo is None:
             self.fail("naive")
+        # Real offsets run from -12:00 to +14:00; PostgreSQL refuses beyond ±15:59 and
+        # year 1 with a positive offset falls before year 1 in UTC — both would be a 500.
+        offset = value.utcoffset()
+        if offset is None or not dt.timedelta(hours=-12) <= offset <= dt.timedelta(hours=14):
+            self.fail("offset")
+        if value.year < EARLIEST_YEAR:
+            self.fail("past")
         if value > timezone.now() + dt.timedelta(seconds=settings.EVENT_MAX_FUTURE_S):
             self.fail("future")
         return value
@@ -89,6 +101,9 @@ class EventInSerializer(serializers.Serializer):
     subject = serializers.DictField(required=False, default=dict)
 
     def validate_external_id(self, value: str) -> str:
+        # DRF's CharField turns a number into text; an id sent as a number is a partner bug.
+        if not isinstance(self.initial_data.get("external_id"), str):
+            raise serializers.ValidationError("Must be a string.")
         if not value.strip() or any(ord(ch) < 32 for ch in value):
             raise serializers.ValidationError("Must be non-empty printable text.")
         return value

@@ -364,3 +364,22 @@ def test_events_are_still_accepted_when_redis_is_down(police, junggu, signed_moj
     assert police.event(external_id="no-redis-1").status_code == 201
     assert signed_moj.event(type="moj.device_tamper").status_code == 201
     assert Incident.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "2024-01-01T00:00:00+16:00",
+        "2024-01-01T00:00:00-13:00",
+        "0001-01-01T00:00:00+05:00",
+        "1899-12-31T23:00:00Z",
+    ],
+)
+def test_times_the_database_cannot_hold_are_400(police, junggu, when):
+    response = police.event(occurred_at=when)
+    assert response.status_code == 400
+    assert "occurred_at" in response.json()["errors"]
+
+
+def test_external_id_sent_as_a_number_is_400(police, junggu):
+    assert police.event(external_id=12345).status_code == 400
