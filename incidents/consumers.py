@@ -7,6 +7,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from cameras.sessions import user_group
 from incidents.realtime import (
     ALL_CENTERS_GROUP,
     SnapshotMessage,
@@ -33,6 +34,8 @@ class OperatorConsumer(AsyncJsonWebsocketConsumer):
             return
         # Subscribe before the snapshot: a push racing the snapshot may arrive twice
         # (the browser keeps the newest `updated_at`), but can never be missed.
+        # The user's own group carries "your session was ended" (log out everywhere).
+        self.groups_joined.append(user_group(user.pk))
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
@@ -49,6 +52,9 @@ class OperatorConsumer(AsyncJsonWebsocketConsumer):
 
     async def push(self, event: dict[str, Any]) -> None:
         await self.send_json(event["message"])
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     @database_sync_to_async
     def groups_for(self, user: Any) -> list[str]:

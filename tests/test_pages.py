@@ -63,3 +63,52 @@ def test_korean_even_when_the_browser_asks_for_english(client, operator):
     client.force_login(operator)
     html = client.get("/centres/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
     assert "관제센터 현황" in html
+
+
+def test_repeated_wrong_passwords_lock_the_login(client, operator, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    for _ in range(3):
+        client.post("/login/", {"username": "op1", "password": "wrong"})
+
+    locked = client.post("/login/", {"username": "op1", "password": "pw-long-enough-123"})
+
+    assert locked.status_code == 429
+    assert "로그인이 잠겼습니다" in locked.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_successful_login_resets_the_failure_count(client, operator, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    client.post("/login/", {"username": "op1", "password": "wrong"})
+    client.post("/login/", {"username": "op1", "password": "wrong"})
+    client.post("/login/", {"username": "op1", "password": "pw-long-enough-123"})
+    client.logout()
+    client.post("/login/", {"username": "op1", "password": "wrong"})
+
+    assert client.post("/login/", {"username": "op1", "password": "pw-long-enough-123"}).status_code == 302
+
+
+def test_logins_and_failed_logins_are_audited_without_the_password(client, operator):
+    from audit.models import AuditEntry
+
+    client.post("/login/", {"username": "op1", "password": "wrong-secret-guess"})
+    client.post("/login/", {"username": "op1", "password": "pw-long-enough-123"})
+
+    failed = AuditEntry.objects.get(action="auth.login_failed")
+    assert failed.details["username"] == "op1"
+    assert "wrong-secret-guess" not in str(failed.details)
+    assert AuditEntry.objects.filter(action="auth.login", user=operator).count() == 1
+
+
+def test_logout_everywhere_ends_every_session_of_the_user(operator):
+    from django.test import Client
+
+    desk, phone = Client(), Client()
+    for device in (desk, phone):
+        device.post("/login/", {"username": "op1", "password": "pw-long-enough-123"})
+        assert device.get("/centres/").status_code == 200
+
+    desk.post("/logout/everywhere/")
+
+    assert desk.get("/centres/").status_code == 302
+    assert phone.get("/centres/").status_code == 302

@@ -7,9 +7,15 @@ from io import StringIO
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from cameras.models import Camera, Center, StaffProfile, StaffRole
 from cameras.selectors import center_for_point
+
+
+def request():
+    # The login throttle (django-axes) needs to know where an attempt comes from.
+    return RequestFactory().post("/login/")
 
 
 def seed() -> str:
@@ -33,17 +39,17 @@ def test_demo_users_log_in_with_the_demo_password_and_have_their_roles(settings)
     settings.DEMO_PASSWORD = "a-different-demo-pass"
     seed()
 
-    operator = authenticate(username="operator", password="a-different-demo-pass")
-    operator2 = authenticate(username="operator2", password="a-different-demo-pass")
-    admin = authenticate(username="admin", password="a-different-demo-pass")
-    privacy = authenticate(username="privacy", password="a-different-demo-pass")
+    operator = authenticate(request(), username="operator", password="a-different-demo-pass")
+    operator2 = authenticate(request(), username="operator2", password="a-different-demo-pass")
+    admin = authenticate(request(), username="admin", password="a-different-demo-pass")
+    privacy = authenticate(request(), username="privacy", password="a-different-demo-pass")
 
     assert operator and operator.staff.role == StaffRole.OPERATOR
     assert operator2 and operator2.staff.role == StaffRole.OPERATOR
     assert operator.staff.center != operator2.staff.center
     assert admin and admin.is_superuser
     assert privacy and privacy.staff.role == StaffRole.PRIVACY_OFFICER
-    assert authenticate(username="operator", password="safenet-demo") is None
+    assert authenticate(request(), username="operator", password="safenet-demo") is None
 
 
 @pytest.mark.django_db

@@ -139,3 +139,18 @@ async def test_push_arrives_only_once_the_transaction_commits(two_centres):
     assert committed.is_set()
     assert message["incident"]["id"] == (await task).pk
     await sock.disconnect()
+
+
+async def test_logout_everywhere_closes_the_open_dashboard_socket(two_centres):
+    from cameras.sessions import sessions_end_all
+
+    a, _ = two_centres
+    user = await database_sync_to_async(operator_of)(a, "op-a")
+    sock = await connect(user)
+    await sock.connect()
+    await sock.receive_json_from(timeout=5)
+
+    await database_sync_to_async(sessions_end_all)(user=user)
+
+    closed = await sock.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4401}
