@@ -24,10 +24,11 @@ def sections() -> list[Section]:
     Imported here rather than at the top because sections use models, which need
     django.setup() first.
     """
-    from bench import spatial
+    from bench import intake, spatial
 
     return [
         ("spatial", spatial.run),
+        ("intake", intake.run),
     ]
 
 

@@ -30,10 +30,13 @@ psql "$(url_with_db "$BENCH_DB" libpq)" -XtAqc 'CREATE EXTENSION IF NOT EXISTS p
 DATABASE_URL="$(url_with_db "$BENCH_DB")"
 export DATABASE_URL
 
+# A Redis database of its own too: the intake section's servers publish and count there.
+export REDIS_URL="${BENCH_REDIS_URL:-${REDIS_URL%/*}/9}"
 export SECRET_KEY="${SECRET_KEY:-bench-only-secret-key-not-for-production-0123456789}"
 # DEBUG off as in production; it also stops Django keeping every query in memory.
 export DEBUG=false SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false
 log "migrating ${BENCH_DB}"
 "$PY" manage.py migrate --noinput -v 0
+"$PY" manage.py collectstatic --noinput -v 0  # the intake section's trivial endpoint is a static file
 log "benchmarks"
 "$PY" -m bench "$@"
