@@ -54,8 +54,11 @@ def audit_record(
     details: dict[str, Any] | None = None,
     request_id: str = "",
 ) -> AuditEntry:
-    """Append one entry to the chain, inside the caller's transaction."""
-    with transaction.atomic():
+    """Append one entry to the chain, inside the caller's transaction.
+
+    No savepoint: an audit write that fails must fail the action it records.
+    """
+    with transaction.atomic(savepoint=False):
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
         previous = AuditEntry.objects.order_by("-id").values_list("hash", flat=True).first()

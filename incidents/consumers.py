@@ -7,6 +7,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from cameras.models import Center
 from cameras.sessions import user_group
 from incidents.realtime import (
     ALL_CENTERS_GROUP,
@@ -60,7 +61,10 @@ class OperatorConsumer(AsyncJsonWebsocketConsumer):
     def groups_for(self, user: Any) -> list[str]:
         centers = watched_center_ids(user)
         if centers is None:
-            return [ALL_CENTERS_GROUP]
+            return [
+                ALL_CENTERS_GROUP,
+                *(center_group(pk) for pk in Center.objects.values_list("pk", flat=True)),
+            ]
         # Supervisors get escalations through their centre's group like everyone there:
         # a centre's messages never reach another centre's screens.
         return [center_group(center_id) for center_id in centers]

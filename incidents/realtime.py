@@ -2,8 +2,8 @@
 
 Producers call `incident_publish` (through `transaction.on_commit`, never before the
 commit); `incidents.consumers.OperatorConsumer` only authorises, subscribes and forwards.
-Groups: `center.<id>` for a centre's operators and supervisors, `centers.all` for
-administrators who watch every centre.
+Groups: `center.<id>` for a centre's operators and supervisors (administrators join
+all of them), `centers.all` for incidents no centre covers.
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ ALL_CENTERS_GROUP = "centers.all"
 
 def center_group(center_id: int) -> str:
     return f"center.{center_id}"
+
+
+def group_of(center_id: int | None) -> str:
+    """One group per message: administrators join every centre's group (and the
+    unrouted one) rather than receiving a second copy of every push."""
+    return ALL_CENTERS_GROUP if center_id is None else center_group(center_id)
 
 
 class LocationPayload(TypedDict):
@@ -164,10 +170,7 @@ def incident_publish(event: EventName, incident_id: int) -> None:
     if incident is None:
         return
     message: IncidentMessage = {"type": event, "incident": incident_payload(incident)}
-    groups = [ALL_CENTERS_GROUP]
-    if incident.center_id is not None:
-        groups.append(center_group(incident.center_id))
-    group_send(groups, message)
+    group_send([group_of(incident.center_id)], message)
 
 
 def incident_publish_on_commit(event: EventName, incident_id: int) -> None:
@@ -184,5 +187,4 @@ def camera_status_publish(
         "status": status,
         "last_seen_at": last_seen_at,
     }
-    groups = [ALL_CENTERS_GROUP] + ([center_group(center_id)] if center_id is not None else [])
-    group_send(groups, message)
+    group_send([group_of(center_id)], message)

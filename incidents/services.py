@@ -47,14 +47,18 @@ class EventIn:
     subject: dict[str, Any] = field(default_factory=dict)
 
 
-def incident_cameras_rank(*, incident: Incident) -> list[IncidentCamera]:
-    """(Re)choose the incident's nearest cameras: default 8 within 500 m (settings)."""
+def incident_cameras_rank(*, incident: Incident, fresh: bool = False) -> list[IncidentCamera]:
+    """(Re)choose the incident's nearest cameras: default 8 within 500 m (settings).
+
+    `fresh`: the incident was just created and has no cameras to replace yet.
+    """
     nearby = cameras_nearest(
         point=incident.location,
         limit=settings.INCIDENT_CAMERA_COUNT,
         max_distance_m=settings.INCIDENT_CAMERA_RADIUS_M,
     )
-    IncidentCamera.objects.filter(incident=incident).delete()
+    if not fresh:
+        IncidentCamera.objects.filter(incident=incident).delete()
     return IncidentCamera.objects.bulk_create(
         IncidentCamera(incident=incident, camera=near.camera, rank=rank, distance_m=near.distance_m)
         for rank, near in enumerate(nearby, start=1)
@@ -97,7 +101,7 @@ def incident_create(*, partner: Partner, event: EventIn, request_id: str) -> Inc
         subject=event.subject,
         occurred_at=event.occurred_at,
     )
-    incident_cameras_rank(incident=incident)
+    incident_cameras_rank(incident=incident, fresh=True)
     text = f"{partner.name}: {catalogue.label}"
     if routing.outside_jurisdiction:
         text += f" (관할 밖, 가장 가까운 센터 {round(routing.distance_m)} m)"

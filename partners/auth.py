@@ -11,7 +11,6 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.core.cache import cache
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -19,6 +18,7 @@ from rest_framework.request import Request
 from partners.models import ApiKey, Partner
 from partners.selectors import api_key_check
 from partners.services import api_key_touch
+from smartcity.redis import shared_redis
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ def signature_seen_before(*, partner_id: int, signature: str) -> bool:
     """
     key = f"apisig:{partner_id}:{signature}"
     try:
-        return not cache.add(key, 1, timeout=2 * settings.API_SIGNATURE_MAX_AGE_S)
+        first_use = shared_redis().set(key, 1, nx=True, ex=2 * settings.API_SIGNATURE_MAX_AGE_S)
+        return not first_use
     except redis.RedisError:
         log.warning("replay cache unavailable; accepting signature without replay check")
         return False

@@ -50,6 +50,8 @@ def api_key_revoke(*, key: ApiKey, actor: str = "system") -> ApiKey:
 def api_key_touch(*, key: ApiKey) -> None:
     """Note the key's use, at most once a minute, so busy partners do not write on every request."""
     now = timezone.now()
+    if key.last_used_at is not None and key.last_used_at > now - dt.timedelta(minutes=1):
+        return  # the row we already hold says it was noted recently: no query at all
     ApiKey.objects.filter(pk=key.pk).exclude(last_used_at__gt=now - dt.timedelta(minutes=1)).update(
         last_used_at=now
     )

@@ -7,8 +7,9 @@ import time
 from typing import Any
 
 import redis
-from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
+
+from smartcity.redis import shared_redis
 
 log = logging.getLogger(__name__)
 WINDOW_S = 60
@@ -24,9 +25,11 @@ class PartnerRateThrottle(BaseThrottle):
         window = int(time.time()) // WINDOW_S
         key = f"apirate:{partner.pk}:{window}"
         try:
-            cache.add(key, 0, timeout=WINDOW_S + 5)
-            count = cache.incr(key)
-        except (redis.RedisError, ValueError):
+            pipe = shared_redis().pipeline()
+            pipe.incr(key)
+            pipe.expire(key, WINDOW_S + 5)
+            count, _ = pipe.execute()
+        except redis.RedisError:
             # Redis away: keep accepting emergencies rather than refusing them all.
             log.warning("rate limiter unavailable; request allowed")
             return True

@@ -353,6 +353,7 @@ def test_cancel_withdraws_the_event_and_is_repeatable(police, junggu):
 
 
 def test_events_are_still_accepted_when_redis_is_down(police, junggu, signed_moj, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
