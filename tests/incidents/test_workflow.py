@@ -14,6 +14,7 @@ from audit.models import AuditEntry
 from cameras.models import StaffRole
 from incidents import workflow
 from incidents.models import Incident, IncidentStatus, TimelineKind
+from tests.fixtures.celery_worker import celery_worker  # noqa: F401  (fixture)
 from tests.incidents.conftest import incident_at, operator_of
 
 
@@ -199,3 +200,24 @@ def test_supervisor_may_act_like_an_operator_of_the_centre(two_centres):
     incident = incident_at(a)
     boss = logged_in(operator_of(a, "boss", role=StaffRole.SUPERVISOR))
     assert boss.post(f"/incidents/{incident.pk}/acknowledge/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_celery_worker_runs_the_escalation_task(two_centres, celery_worker):  # noqa: F811
+    import time
+
+    from incidents.tasks import escalate_overdue
+
+    a, _ = two_centres
+    overdue = incident_at(a, received_ago_s=3600)
+
+    escalate_overdue.delay()
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        overdue.refresh_from_db()
+        if overdue.escalated_at is not None:
+            break
+        time.sleep(0.2)
+    assert overdue.escalated_at is not None
+    assert overdue.priority == 1
