@@ -24,7 +24,9 @@ def make_point(*, lat: float, lon: float) -> Point:
 
 
 def camera_base_queryset() -> QuerySet[Camera]:
-    return Camera.objects.select_related("center").defer("stream_url")
+    # Never the stream URL (a secret) nor the centre's jurisdiction polygon, which would be
+    # parsed once per camera row for nothing.
+    return Camera.objects.select_related("center").defer("stream_url", "center__jurisdiction")
 
 
 @dataclass(frozen=True)
