@@ -1,25 +1,358 @@
-"""Live video relay (RTSP → fragmented MP4): process-wide state.
+"""Live video relay: one upstream RTSP session per camera per process, shared by its viewers.
 
-The relay itself (one upstream RTSP session per camera per process, shared by all
-viewers) is built on PyAV. This module owns what the rest of the system may ask of it.
+The first viewer of a camera opens its `Upstream`; the last one leaving starts a short
+idle timer (`RELAY_IDLE_CLOSE_S`) after which it closes. An upstream's thread runs
+PyAV's blocking demux and the remux to fMP4 (`cameras/fmp4.py`) and hands every piece to
+the event loop, which keeps the init segment and the current GOP (so a new viewer starts
+at once, from the last keyframe) and fills each viewer's bounded `ViewerQueue`.
+
+The stream URL carries the camera's credentials: it is used to connect and nothing else.
+Logs name the camera by id and `stream_url_redacted`; PyAV's error text (which may quote
+the URL) is never logged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import logging
+import random
+import threading
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import av
+import av.error
+from django.conf import settings
 
-# Streams currently pulled by this process, keyed by camera id.
-ACTIVE_UPSTREAMS: dict[int, object] = {}
+from cameras.fmp4 import Fragment, InitSegment, Remuxer, stream_signature
+
+log = logging.getLogger(__name__)
+
+# "timeout" is the RTSP socket I/O timeout in µs (PyAV 18 ignores the old "stimeout").
+# analyzeduration/probesize at their minimum: the SDP already names codec and size.
+RTSP_OPTIONS = {"rtsp_transport": "tcp", "timeout": "5000000", "analyzeduration": "0", "probesize": "32"}
+OPEN_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 5.0
+# Waits between reconnection attempts; the last one repeats. Each is jittered ±25 % so
+# the cameras behind one failed switch don't all come back at the same instant.
+RECONNECT_BACKOFF_S: tuple[float, ...] = (1.0, 5.0, 10.0, 60.0)
+# ~2 s of video at 60 fps, ~5 s at 25 fps: a viewer further behind skips to a keyframe.
+VIEWER_QUEUE_FRAGMENTS = 120
+# A GOP longer than this (a camera with a keyframe every 20 s at 30 fps) is not cached:
+# its new viewers wait for the next keyframe instead.
+GOP_CACHE_FRAGMENTS = 600
+THREAD_JOIN_TIMEOUT_S = 12.0
+
+
+class StreamState(enum.StrEnum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    state: StreamState
+
+
+QueueItem = InitSegment | Fragment | StatusChange
+
+
+class ViewerQueue:
+    """What one viewer has still to be sent: bounded, and always decodable from its head.
+
+    A viewer starts at a keyframe. One that falls `limit` fragments behind loses what it
+    has queued and resumes at the next keyframe: it skips ahead, and nobody waits for it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.items: deque[QueueItem] = deque()
+        self.fragments = 0
+        self.skips = 0
+        self.waiting_for_keyframe = True
+        self._ready = asyncio.Event()
+
+    def put_init(self, init: InitSegment) -> None:
+        # Whatever was queued belongs to the previous stream: a slow viewer drops it.
+        self.items.clear()
+        self.fragments = 0
+        self.waiting_for_keyframe = True
+        self._append(init)
+
+    def put_status(self, change: StatusChange) -> None:
+        if self.items and isinstance(self.items[-1], StatusChange):
+            self.items.pop()  # only the latest state matters
+        self._append(change)
+
+    def put_fragment(self, fragment: Fragment) -> None:
+        if self.fragments >= self.limit:
+            self.items = deque(item for item in self.items if not isinstance(item, Fragment))
+            self.fragments = 0
+            self.skips += 1
+            self.waiting_for_keyframe = True
+        if self.waiting_for_keyframe:
+            if not fragment.keyframe:
+                return
+            self.waiting_for_keyframe = False
+        self.fragments += 1
+        self._append(fragment)
+
+    async def get(self) -> QueueItem:
+        while not self.items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self.items.popleft()
+        if isinstance(item, Fragment):
+            self.fragments -= 1
+        return item
+
+    def _append(self, item: QueueItem) -> None:
+        self.items.append(item)
+        self._ready.set()
+
+
+class Upstream:
+    """One camera's RTSP session and the viewers it feeds, in this process.
+
+    Loop side (public methods and the `_on_*` callbacks): viewers, init segment, GOP
+    cache, state. Thread side (`_thread_*`): connect, demux, remux, reconnect with
+    backoff; it reaches the loop only through `_thread_post` (`call_soon_threadsafe`).
+    """
+
+    def __init__(self, camera_id: int, url: str, url_redacted: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.camera_id = camera_id
+        self.url = url
+        self.url_redacted = url_redacted
+        self.loop = loop
+        self.viewers: set[ViewerQueue] = set()
+        self.state = StreamState.CONNECTING
+        self.init: InitSegment | None = None
+        self.gop: list[Fragment] = []
+        self.sessions = 0  # RTSP connections made, for tests and status
+        # Thread side only: the remuxer outlives connections while the stream's parameters
+        # stay the same, so viewers keep one init segment and one timeline.
+        self._remuxer: Remuxer | None = None
+        self._went_live = False  # the current connection produced video
+        self._stopping = threading.Event()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._thread = threading.Thread(
+            target=self._thread_run, name=f"relay-camera-{camera_id}", daemon=True
+        )
+
+    # -- loop side ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopping.is_set()
+
+    def add_viewer(self) -> ViewerQueue:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        viewer = ViewerQueue(VIEWER_QUEUE_FRAGMENTS)
+        if self.init is not None:
+            viewer.put_init(self.init)
+        viewer.put_status(StatusChange(self.state))
+        for fragment in self.gop:
+            viewer.put_fragment(fragment)
+        self.viewers.add(viewer)
+        return viewer
+
+    def remove_viewer(self, viewer: ViewerQueue) -> None:
+        self.viewers.discard(viewer)
+        if not self.viewers and not self.stopped and self._idle_timer is None:
+            idle_s = float(getattr(settings, "RELAY_IDLE_CLOSE_S", 10))
+            self._idle_timer = self.loop.call_later(idle_s, self._close_if_idle)
+
+    def stop(self) -> None:
+        """Ask the thread to hang up; it does within a frame (or a read timeout)."""
+        self._stopping.set()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if _UPSTREAMS.get(self.camera_id) is self:
+            del _UPSTREAMS[self.camera_id]
+
+    async def join(self, timeout: float = THREAD_JOIN_TIMEOUT_S) -> None:
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join, timeout)
+
+    def _close_if_idle(self) -> None:
+        self._idle_timer = None
+        if not self.viewers:
+            log.info("camera %s: no viewers left, closing %s", self.camera_id, self.url_redacted)
+            self.stop()
+
+    def _on_output(self, output: tuple[InitSegment | None, bool, list[Fragment]]) -> None:
+        init, now_live, fragments = output
+        if init is not None:
+            self._on_init(init)
+        if now_live:
+            self._on_state(StreamState.LIVE)
+        for fragment in fragments:
+            self._on_fragment(fragment)
+
+    def _on_init(self, init: InitSegment) -> None:
+        self.init = init
+        self.gop.clear()
+        for viewer in self.viewers:
+            viewer.put_init(init)
+
+    def _on_state(self, state: StreamState) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        if state != StreamState.LIVE:
+            self.gop.clear()  # stale: the next viewer must start at the next keyframe
+        change = StatusChange(state)
+        for viewer in self.viewers:
+            viewer.put_status(change)
+
+    def _on_fragment(self, fragment: Fragment) -> None:
+        if fragment.keyframe:
+            self.gop = [fragment]
+        elif self.gop:
+            self.gop.append(fragment)
+            if len(self.gop) > GOP_CACHE_FRAGMENTS:
+                self.gop.clear()
+        for viewer in self.viewers:
+            viewer.put_fragment(fragment)
+
+    # -- thread side -------------------------------------------------------------
+
+    def _thread_post(self, callback: Any, argument: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(callback, argument)
+        except RuntimeError:  # the loop is closed: nobody is left to watch
+            self._stopping.set()
+
+    def _thread_run(self) -> None:
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                self._went_live = False
+                try:
+                    self._thread_session()
+                    if not self._stopping.is_set():
+                        log.info("camera %s: stream %s ended", self.camera_id, self.url_redacted)
+                except Exception as exc:  # any failure of the camera: go offline and retry
+                    log.warning(
+                        "camera %s: stream %s failed: %s", self.camera_id, self.url_redacted, describe(exc)
+                    )
+                if self._stopping.is_set():
+                    break
+                self._thread_post(self._on_state, StreamState.OFFLINE)
+                # A stream that played counts its end as the first failure: retry soon.
+                failures = 1 if self._went_live else failures + 1
+                self._stopping.wait(reconnect_delay(failures))
+        finally:
+            if self._remuxer is not None:
+                self._remuxer.close()
+
+    def _thread_session(self) -> None:
+        """One RTSP connection, until it ends or we stop."""
+        container = av.open(self.url, options=RTSP_OPTIONS, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+        self.sessions += 1
+        try:
+            stream = container.streams.video[0]
+            remuxer = self._remuxer
+            if remuxer is None or remuxer.signature != stream_signature(stream):
+                # New or changed stream parameters: a new init segment for everyone.
+                if remuxer is not None:
+                    remuxer.close()
+                remuxer = self._remuxer = Remuxer(stream)
+            else:
+                remuxer.new_session()
+            started = False
+            for packet in container.demux(stream):
+                if self._stopping.is_set():
+                    break
+                if not packet.size:
+                    continue
+                # Joining a running stream starts mid-GOP: nothing decodes before a keyframe.
+                started = started or packet.is_keyframe
+                if not started:
+                    continue
+                init, fragments = remuxer.mux(packet)
+                if init is None and not fragments:
+                    continue
+                # One hand-over per packet: each one wakes the event loop.
+                now_live = bool(fragments) and not self._went_live
+                self._went_live = self._went_live or now_live
+                self._thread_post(self._on_output, (init, now_live, fragments))
+        finally:
+            container.close()
+
+
+def reconnect_delay(failures: int) -> float:
+    """Seconds to wait before the next attempt, after `failures` (≥ 1) failed attempts in a row."""
+    schedule = RECONNECT_BACKOFF_S
+    base = schedule[min(max(failures - 1, 0), len(schedule) - 1)]
+    return base * random.uniform(0.75, 1.25)
+
+
+def describe(exc: BaseException) -> str:
+    """An error without its arguments: FFmpeg's messages quote the URL, credentials and all."""
+    if isinstance(exc, av.error.FFmpegError):
+        return f"{type(exc).__name__} ({exc.strerror})"
+    return type(exc).__name__
+
+
+# Streams currently pulled by this process, keyed by camera id. Touched only from the
+# event loop; relay_status() reads a copy from other threads.
+_UPSTREAMS: dict[int, Upstream] = {}
+
+
+def viewer_join(camera_id: int, url: str, url_redacted: str) -> tuple[Upstream, ViewerQueue]:
+    """Attach a viewer to the camera's upstream, opening it if this is the first viewer."""
+    loop = asyncio.get_running_loop()
+    upstream = _UPSTREAMS.get(camera_id)
+    if upstream is not None and (upstream.loop is not loop or upstream.stopped):
+        upstream.stop()
+        upstream = None
+    if upstream is None:
+        log.info("camera %s: opening %s", camera_id, url_redacted)
+        upstream = Upstream(camera_id, url, url_redacted, loop)
+        _UPSTREAMS[camera_id] = upstream
+        upstream.start()
+    elif upstream.url != url:
+        upstream.url = url  # the camera was edited: used from the next reconnection on
+        upstream.url_redacted = url_redacted
+    return upstream, upstream.add_viewer()
+
+
+def viewer_leave(upstream: Upstream, viewer: ViewerQueue) -> None:
+    upstream.remove_viewer(viewer)
+
+
+def upstream_of(camera_id: int) -> Upstream | None:
+    return _UPSTREAMS.get(camera_id)
+
+
+async def relay_shutdown() -> None:
+    """Close every upstream now and wait for their threads (process exit, tests)."""
+    upstreams = list(_UPSTREAMS.values())
+    for upstream in upstreams:
+        upstream.stop()
+    for upstream in upstreams:
+        await upstream.join()
 
 
 def relay_status() -> dict[str, Any]:
-    """Whether this process can relay video: PyAV must demux RTSP and mux MP4."""
+    """Whether this process can relay video (PyAV demuxes RTSP, muxes MP4) and what it relays now."""
     can_demux_rtsp = "rtsp" in av.formats_available
     can_mux_mp4 = "mp4" in av.formats_available
+    upstreams = list(_UPSTREAMS.values())
     return {
         "ok": can_demux_rtsp and can_mux_mp4,
         "pyav": av.__version__,
-        "upstreams": len(ACTIVE_UPSTREAMS),
+        "upstreams": len(upstreams),
+        "live": sum(1 for upstream in upstreams if upstream.state == StreamState.LIVE),
+        "viewers": sum(len(upstream.viewers) for upstream in upstreams),
     }

@@ -1,0 +1,143 @@
+"""`/ws/cameras/<id>/live/`: one viewer of a camera's live video. Authorises, attaches, forwards.
+
+Messages, in order: a JSON `init` (`{"type": "init", "mime": "video/mp4; codecs=\\"avc1.…\\""}`)
+followed by the init segment as a binary message, then one binary fMP4 fragment per
+frame, starting at a keyframe. JSON `status` messages (`connecting`, `live`, `offline`)
+come in between; a viewer joining a camera that is not streaming hears its status first
+and the `init` once the stream starts. After a reconnection with different stream
+parameters a new `init` and init segment come before the next fragments. The stream URL
+and its credentials never leave the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Literal, TypedDict
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from audit.services import audit_record
+from cameras import relay
+from cameras.access import camera_viewable_by
+from cameras.fmp4 import Fragment, InitSegment
+from cameras.models import Camera
+from cameras.sessions import user_group
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+
+
+class InitMessage(TypedDict):
+    type: Literal["init"]
+    mime: str
+
+
+class StatusMessage(TypedDict):
+    type: Literal["status"]
+    state: str
+
+
+class LiveVideoConsumer(AsyncWebsocketConsumer):
+    camera: Camera | None = None
+    upstream: relay.Upstream | None = None
+    viewer: relay.ViewerQueue | None = None
+    forwarder: asyncio.Task[None] | None = None
+    started_at: float | None = None
+    groups_joined: list[str]
+
+    async def connect(self) -> None:
+        self.groups_joined = []
+        user = self.scope.get("user")
+        camera_id = int(self.scope["url_route"]["kwargs"]["camera_id"])
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        camera = await self.camera_for(camera_id)
+        if camera is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        if not await database_sync_to_async(camera_viewable_by)(user, camera):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        # "Log out everywhere" ends the video too (see cameras.sessions).
+        self.groups_joined = [user_group(user.pk)]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        self.camera = camera
+        self.started_at = time.monotonic()
+        await self.record("video.view_start")
+        self.upstream, self.viewer = relay.viewer_join(
+            camera.pk, camera.stream_url, camera.stream_url_redacted
+        )
+        self.forwarder = asyncio.create_task(self.forward(self.viewer))
+
+    async def disconnect(self, code: int) -> None:
+        self.detach()
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.started_at is not None:
+            duration = round(time.monotonic() - self.started_at, 1)
+            self.started_at = None
+            await self.record("video.view_stop", {"duration_s": duration})
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        pass  # viewers only watch
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        self.detach()
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    def detach(self) -> None:
+        """Stop forwarding and leave the camera's upstream (which may then idle out)."""
+        if self.forwarder is not None:
+            self.forwarder.cancel()
+            self.forwarder = None
+        if self.upstream is not None and self.viewer is not None:
+            relay.viewer_leave(self.upstream, self.viewer)
+        self.upstream = self.viewer = None
+
+    async def forward(self, viewer: relay.ViewerQueue) -> None:
+        """Send what the relay queues for this viewer, in order, as fast as the client takes it."""
+        try:
+            while True:
+                await self.send_item(await viewer.get())
+        except Exception as exc:  # the client went away mid-send; disconnect() cleans up
+            log.debug("live video forwarding stopped: %s", type(exc).__name__)
+
+    async def send_item(self, item: relay.QueueItem) -> None:
+        if isinstance(item, Fragment):
+            await self.send(bytes_data=item.data)
+        elif isinstance(item, InitSegment):
+            init: InitMessage = {"type": "init", "mime": item.mime}
+            await self.send(text_data=json.dumps(init))
+            await self.send(bytes_data=item.data)
+        else:
+            status: StatusMessage = {"type": "status", "state": item.state.value}
+            await self.send(text_data=json.dumps(status))
+
+    @database_sync_to_async
+    def camera_for(self, camera_id: int) -> Camera | None:
+        return Camera.objects.filter(pk=camera_id).exclude(stream_url="").first()
+
+    async def record(self, action: str, details: dict[str, Any] | None = None) -> None:
+        user, camera = self.scope["user"], self.camera
+        assert camera is not None
+        log.info(
+            "%s camera %s (%s) by %s", action, camera.pk, camera.stream_url_redacted, user.get_username()
+        )
+        await database_sync_to_async(audit_record)(
+            action=action,
+            actor=f"user:{user.get_username()}",
+            user_id=user.pk,
+            object_type="camera",
+            object_id=camera.pk,
+            details=details or {},
+        )

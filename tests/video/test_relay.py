@@ -1,0 +1,181 @@
+"""The relay's parts on their own: fMP4 remuxing, codec strings, viewer queues, backoff."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import struct
+
+import av
+import pytest
+
+from cameras import relay
+from cameras.fmp4 import Fragment, InitSegment, Remuxer, codec_string, hevc_codec_string
+from cameras.relay import StatusChange, StreamState, ViewerQueue, reconnect_delay
+
+SMALL = {"width": 320, "height": 240, "fps": 15}
+
+
+def fragment(keyframe: bool, n: int = 0) -> Fragment:
+    return Fragment(data=n.to_bytes(4, "big"), keyframe=keyframe)
+
+
+def queued_fragments(viewer: ViewerQueue) -> list[Fragment]:
+    return [item for item in viewer.items if isinstance(item, Fragment)]
+
+
+# -- viewer queues ---------------------------------------------------------------------
+
+
+def test_a_new_viewer_starts_at_a_keyframe():
+    viewer = ViewerQueue(limit=10)
+    for n, keyframe in enumerate([False, False, True, False]):
+        viewer.put_fragment(fragment(keyframe, n))
+
+    assert [f.data[-1] for f in queued_fragments(viewer)] == [2, 3]
+
+
+def test_a_viewer_that_falls_behind_drops_its_backlog_and_resumes_at_the_next_keyframe():
+    viewer = ViewerQueue(limit=5)
+    viewer.put_status(StatusChange(StreamState.LIVE))
+    viewer.put_fragment(fragment(True, 0))
+    for n in range(1, 5):
+        viewer.put_fragment(fragment(False, n))
+    assert viewer.fragments == 5
+
+    for n in range(5, 9):  # overflow: everything queued goes, nothing until a keyframe
+        viewer.put_fragment(fragment(False, n))
+    assert (viewer.fragments, viewer.skips) == (0, 1)
+    viewer.put_fragment(fragment(True, 9))
+    viewer.put_fragment(fragment(False, 10))
+
+    assert [f.data[-1] for f in queued_fragments(viewer)] == [9, 10]
+    assert isinstance(viewer.items[0], StatusChange)  # statuses are kept, fragments dropped
+
+
+def test_an_overflow_on_a_keyframe_resumes_with_it():
+    viewer = ViewerQueue(limit=2)
+    for n, keyframe in enumerate([True, False, True]):
+        viewer.put_fragment(fragment(keyframe, n))
+
+    assert [f.data[-1] for f in queued_fragments(viewer)] == [2]
+    assert viewer.skips == 1
+
+
+def test_a_new_init_segment_replaces_what_was_queued_and_waits_for_a_keyframe():
+    viewer = ViewerQueue(limit=10)
+    viewer.put_fragment(fragment(True, 0))
+    viewer.put_status(StatusChange(StreamState.OFFLINE))
+    viewer.put_status(StatusChange(StreamState.LIVE))
+    init = InitSegment(data=b"init", mime='video/mp4; codecs="avc1.42c00d"')
+
+    viewer.put_init(init)
+    viewer.put_fragment(fragment(False, 1))
+    viewer.put_fragment(fragment(True, 2))
+
+    assert list(viewer.items) == [init, fragment(True, 2)]
+
+
+def test_only_the_latest_of_consecutive_statuses_is_kept():
+    viewer = ViewerQueue(limit=10)
+    viewer.put_status(StatusChange(StreamState.OFFLINE))
+    viewer.put_status(StatusChange(StreamState.LIVE))
+
+    assert list(viewer.items) == [StatusChange(StreamState.LIVE)]
+
+
+# -- reconnection ------------------------------------------------------------------------
+
+
+def test_reconnection_backs_off_1_5_10_then_60_seconds_with_jitter():
+    for failures, base in ((1, 1), (2, 5), (3, 10), (4, 60), (9, 60)):
+        delays = [reconnect_delay(failures) for _ in range(50)]
+        assert all(0.75 * base <= d <= 1.25 * base for d in delays)
+        assert len(set(delays)) > 1  # jittered
+
+
+def test_the_backoff_schedule_is_a_module_constant(monkeypatch):
+    monkeypatch.setattr(relay, "RECONNECT_BACKOFF_S", (0.1,))
+    assert reconnect_delay(5) <= 0.125
+
+
+def test_relay_status_reports_pyav_and_no_upstreams_when_idle():
+    status = relay.relay_status()
+    assert status["ok"] is True
+    assert (status["upstreams"], status["viewers"], status["live"]) == (0, 0, 0)
+
+
+# -- codec strings -----------------------------------------------------------------------
+
+
+def avcc_init(profile: int, constraints: int, level: int) -> bytes:
+    record = bytes([1, profile, constraints, level, 0xFF])
+    return struct.pack(">I4s", 8 + len(record), b"avcC") + record
+
+
+def test_avc1_codec_string_comes_from_the_avcc_record():
+    init = b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00" + avcc_init(0x64, 0x00, 0x28)
+    assert codec_string(init) == "avc1.640028"
+
+
+def test_hvc1_codec_string_follows_iso_14496_15():
+    # Main profile, main tier, level 3.1, the usual compatibility and constraint flags.
+    hvcc = bytes([1, 0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93])
+    assert hevc_codec_string(hvcc) == "hvc1.1.6.L93.90"
+
+
+# -- remuxing real streams -----------------------------------------------------------
+
+
+def remux(url: str, frames: int, remuxer: Remuxer | None = None) -> tuple[Remuxer, list[bytes]]:
+    """`frames` packets of a live stream through a remuxer, from the first keyframe on."""
+    out: list[bytes] = []
+    with av.open(url, options=relay.RTSP_OPTIONS, timeout=(10.0, 5.0)) as container:
+        stream = container.streams.video[0]
+        if remuxer is None:
+            remuxer = Remuxer(stream)
+        else:
+            remuxer.new_session()
+        started, n = False, 0
+        for packet in container.demux(stream):
+            started = started or (packet.size > 0 and packet.is_keyframe)
+            if not started or not packet.size:
+                continue
+            init, fragments = remuxer.mux(packet)
+            out += ([init.data] if init else []) + [f.data for f in fragments]
+            n += 1
+            if n == frames:
+                return remuxer, out
+    raise AssertionError("stream ended")
+
+
+@pytest.mark.rtsp
+def test_a_remuxer_keeps_one_timeline_across_reconnections(rtsp_server_factory):
+    server = rtsp_server_factory(**SMALL)
+    remuxer, first = remux(server.url(), 10)
+    server.restart()  # the camera's clock starts again
+    remuxer, second = remux(server.url(), 10, remuxer)
+    remuxer.close()
+
+    with av.open(io.BytesIO(b"".join(first + second)), mode="r", format="mp4") as container:
+        stream = container.streams.video[0]
+        assert stream.time_base is not None
+        times = [p.pts * stream.time_base for p in container.demux(stream) if p.size and p.pts is not None]
+
+    assert len(times) == 19  # the last frame waits for one that never comes
+    steps = {round(float(b - a), 3) for a, b in itertools.pairwise(times)}
+    assert steps == {round(1 / 15, 3)}, "one frame apart, even across the reconnection"
+
+
+@pytest.mark.rtsp
+def test_h265_streams_get_an_hvc1_init_segment(rtsp_server_factory):
+    server = rtsp_server_factory(codec="h265", **SMALL)
+    remuxer, chunks = remux(server.url(), 5)
+    remuxer.close()
+
+    init = chunks[0]
+    assert codec_string(init).startswith("hvc1.1.6.L")
+    assert b"hvc1" in init
+    with av.open(io.BytesIO(b"".join(chunks)), mode="r", format="mp4") as container:
+        context = container.streams.video[0].codec_context
+        assert (context.name, context.width, context.height) == ("hevc", 320, 240)
