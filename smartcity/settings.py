@@ -121,7 +121,16 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "smartcity"},
+        "CONFIG": {
+            # redis-py 8 gives connections a 5 s socket timeout by default, which kills the
+            # layer's blocking receive on an idle socket (an operator with a quiet queue
+            # then stops getting pushes). Receives must be allowed to wait indefinitely.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "prefix": "smartcity",
+            # A burst of events must not drop messages for an operator whose browser is
+            # momentarily slow; 1,000 queued messages per socket is still bounded memory.
+            "capacity": int(os.environ.get("CHANNEL_CAPACITY", "1000")),
+        },
     }
 }
 

@@ -93,3 +93,28 @@ def test_events_posted_to_either_process_reach_operators_on_both(two_servers, ce
 
     assert sorted(seen_first) == sorted(posted)
     assert sorted(seen_second) == sorted(posted)
+
+
+def test_a_quiet_operator_socket_still_receives_pushes(two_servers, center_factory):
+    """A control room can be quiet for minutes: an idle socket must not go deaf.
+
+    (redis-py's default 5 s socket timeout once killed the channel layer's blocking
+    receive, so the first event after a quiet spell never reached the screen.)
+    """
+    operator = operator_of(center_factory("seoul-junggu", (126.96, 37.54, 127.03, 37.58)), "op-quiet")
+    partner = partner_with_agreement("police-112", "police")
+    _, key = api_key_create(partner=partner)
+    cookie = session_cookie(operator)
+    first, _ = two_servers
+
+    async def scenario() -> tuple[list[int], int]:
+        ready = asyncio.Event()
+        watching = asyncio.create_task(created_ids_on(first, cookie, 1, ready))
+        await asyncio.wait_for(ready.wait(), 15)
+        await asyncio.sleep(7)  # longer than the old 5 s timeout, with nothing to say
+        posted = await asyncio.to_thread(post_event, first, key, "after-quiet")
+        return await watching, posted
+
+    seen, posted = asyncio.run(scenario())
+
+    assert seen == [posted]
