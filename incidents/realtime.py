@@ -16,7 +16,8 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from incidents.catalogue import EVENT_TYPES
-from incidents.models import Incident
+from incidents.models import Incident, LocationFix
+from incidents.selectors import incident_ranked_cameras
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,14 @@ def point_payload(point: object, accuracy_m: float | None) -> LocationPayload:
     return {"lat": point.y, "lon": point.x, "accuracy_m": accuracy_m}  # type: ignore[attr-defined]
 
 
-def incident_payload(incident: Incident) -> IncidentPayload:
-    """What operators see of an incident. Never a stream URL."""
-    ranked = incident.ranked_cameras.select_related("camera").order_by("rank")
+def incident_payload(incident: Incident, *, track: list[LocationFix] | None = None) -> IncidentPayload:
+    """What operators see of an incident. Never a stream URL.
+
+    `track`: the subject's fixes when the caller already has them (none at intake).
+    """
+    ranked = incident_ranked_cameras(incident)
+    if track is None:
+        track = list(incident.fixes.order_by("observed_at", "pk"))
     return {
         "id": incident.pk,
         "type": incident.type,
@@ -116,10 +122,7 @@ def incident_payload(incident: Incident) -> IncidentPayload:
         "outside_jurisdiction": incident.outside_jurisdiction,
         "partner": incident.partner.name,
         "location": point_payload(incident.location, incident.accuracy_m),
-        "track": [
-            point_payload(fix.location, fix.accuracy_m)
-            for fix in incident.fixes.order_by("observed_at", "pk")
-        ],
+        "track": [point_payload(fix.location, fix.accuracy_m) for fix in track],
         "address": incident.address,
         "summary": incident.summary,
         "occurred_at": incident.occurred_at.isoformat(),
@@ -176,6 +179,24 @@ def incident_publish(event: EventName, incident_id: int) -> None:
 def incident_publish_on_commit(event: EventName, incident_id: int) -> None:
     """Schedule the push for after the surrounding transaction commits; dropped on rollback."""
     transaction.on_commit(lambda: incident_publish(event, incident_id))
+
+
+def incident_created_publish_on_commit(incident: Incident) -> None:
+    """Announce a new incident after commit, built from the objects intake holds in memory.
+
+    Intake is the hottest path: reloading what the same request just wrote would cost
+    four queries per event. Nothing has changed it since (it was not visible before
+    the commit), so the in-memory incident is exactly what the database has.
+    """
+
+    def send() -> None:
+        message: IncidentMessage = {
+            "type": "incident.created",
+            "incident": incident_payload(incident, track=[]),
+        }
+        group_send([group_of(incident.center_id)], message)
+
+    transaction.on_commit(send)
 
 
 def camera_status_publish(

@@ -6,9 +6,26 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
 from cameras.models import StaffProfile, StaffRole
-from incidents.models import OPEN_STATUSES, Incident
+from incidents.models import OPEN_STATUSES, Incident, IncidentCamera
 
 WATCHING_ROLES = (StaffRole.OPERATOR, StaffRole.SUPERVISOR)
+
+# Intake has just written an incident's ranked cameras (with their Camera rows) and
+# needs them twice more: for the operators' push and the partner's response. Keeping
+# the list on the instance saves re-reading what this very request wrote.
+_RANKED_IN_MEMORY = "_ranked_cameras_in_memory"
+
+
+def incident_ranked_cameras_remember(*, incident: Incident, ranked: list[IncidentCamera]) -> None:
+    setattr(incident, _RANKED_IN_MEMORY, ranked)
+
+
+def incident_ranked_cameras(incident: Incident) -> list[IncidentCamera]:
+    """The incident's cameras, nearest first, each with its Camera loaded."""
+    remembered: list[IncidentCamera] | None = getattr(incident, _RANKED_IN_MEMORY, None)
+    if remembered is not None:
+        return sorted(remembered, key=lambda ranked: ranked.rank)
+    return list(incident.ranked_cameras.select_related("camera").order_by("rank"))
 
 
 def staff_of(user: AbstractBaseUser | AnonymousUser) -> StaffProfile | None:

@@ -27,7 +27,8 @@ from incidents.models import (
     TimelineEntry,
     TimelineKind,
 )
-from incidents.realtime import incident_publish_on_commit
+from incidents.realtime import incident_created_publish_on_commit, incident_publish_on_commit
+from incidents.selectors import incident_ranked_cameras_remember
 from partners.models import Partner
 
 
@@ -59,10 +60,12 @@ def incident_cameras_rank(*, incident: Incident, fresh: bool = False) -> list[In
     )
     if not fresh:
         IncidentCamera.objects.filter(incident=incident).delete()
-    return IncidentCamera.objects.bulk_create(
+    ranked = IncidentCamera.objects.bulk_create(
         IncidentCamera(incident=incident, camera=near.camera, rank=rank, distance_m=near.distance_m)
         for rank, near in enumerate(nearby, start=1)
     )
+    incident_ranked_cameras_remember(incident=incident, ranked=ranked)
+    return ranked
 
 
 def incident_intake(*, partner: Partner, event: EventIn, request_id: str = "") -> tuple[Incident, bool]:
@@ -71,14 +74,13 @@ def incident_intake(*, partner: Partner, event: EventIn, request_id: str = "") -
     Returns (incident, created). Idempotent on (partner, external_id) through the unique
     constraint: when two copies race, the loser's INSERT fails and it returns the winner's.
     """
-    existing = Incident.objects.filter(partner=partner, external_id=event.external_id).first()
-    if existing is not None:
-        return existing, False
+    # No look-up first: the insert itself tells a repeat (one query fewer for every new
+    # event, which is nearly every event).
     try:
         with transaction.atomic():
             incident = incident_create(partner=partner, event=event, request_id=request_id)
     except IntegrityError:
-        # The same event committed by another request between our check and our insert.
+        # Sent before, or committed by a concurrent copy of this request just now.
         return Incident.objects.get(partner=partner, external_id=event.external_id), False
     return incident, True
 
@@ -120,7 +122,7 @@ def incident_create(*, partner: Partner, event: EventIn, request_id: str) -> Inc
         },
         request_id=request_id,
     )
-    incident_publish_on_commit("incident.created", incident.pk)
+    incident_created_publish_on_commit(incident)
     return incident
 
 

@@ -15,6 +15,7 @@ from rest_framework import serializers
 
 from incidents.catalogue import EVENT_TYPES
 from incidents.models import Incident
+from incidents.selectors import incident_ranked_cameras
 from incidents.services import EventIn
 
 
@@ -137,7 +138,7 @@ def incident_for_partner(incident: Incident, *, detail: bool = False) -> dict[st
     """The incident as its sending partner may see it (never stream URLs, never other partners)."""
     cameras = [
         {"id": ranked.camera_id, "name": ranked.camera.name, "distance_m": round(ranked.distance_m, 1)}
-        for ranked in incident.ranked_cameras.select_related("camera").order_by("rank")
+        for ranked in incident_ranked_cameras(incident)
     ]
     body: dict[str, Any] = {
         "id": incident.pk,

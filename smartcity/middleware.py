@@ -3,15 +3,80 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import translation
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 
-class ExplicitLanguageMiddleware:
+class BothModesMiddleware:
+    """A middleware that runs natively under ASGI as well as WSGI.
+
+    Under Daphne a synchronous-only middleware makes Django run the whole chain below
+    it, view included, in the one thread each process keeps for synchronous code: every
+    request of the process then waits its turn, even while another only waits on the
+    database. Subclasses give `before` (may answer early) and `after`; both are cheap
+    and never block, so they run on the event loop.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self.call_async(request)
+        early = self.before(request)
+        if early is not None:
+            return early
+        return self.after(request, self.get_response(request))
+
+    async def call_async(self, request: HttpRequest) -> HttpResponse:
+        early = self.before(request)
+        if early is not None:
+            return early
+        response: Awaitable[HttpResponse] = self.get_response(request)
+        return self.after(request, await response)
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        return response
+
+
+class StaticFilesMiddleware(BothModesMiddleware, WhiteNoiseMiddleware):
+    """WhiteNoise, able to sit in an asynchronous chain (WhiteNoise 6 is synchronous only).
+
+    Looking a file up is a dictionary access; serving it returns a response that Django
+    streams. Nothing here blocks the event loop.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        WhiteNoiseMiddleware.__init__(self, get_response)
+        BothModesMiddleware.__init__(self, get_response)
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        if self.autorefresh:
+            static_file = self.find_file(request.path_info)
+        else:
+            static_file = self.files.get(request.path_info)
+        if static_file is None:
+            return None
+        response: HttpResponse = self.serve(static_file, request)
+        return response
+
+
+class ExplicitLanguageMiddleware(BothModesMiddleware):
     """Korean unless the user chose another language with the switch.
 
     Django's LocaleMiddleware follows the browser's Accept-Language, which would show
@@ -20,46 +85,48 @@ class ExplicitLanguageMiddleware:
     cookie) changes it.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        super().__init__(get_response)
         self.supported = {code for code, _ in settings.LANGUAGES}
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def before(self, request: HttpRequest) -> HttpResponse | None:
         chosen = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME)
         language = chosen if chosen in self.supported else settings.LANGUAGE_CODE
         translation.activate(language)
         request.LANGUAGE_CODE = language
-        response = self.get_response(request)
-        response.headers.setdefault("Content-Language", language)
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        response.headers.setdefault("Content-Language", request.LANGUAGE_CODE)
         return response
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(BothModesMiddleware):
     """Gives every request an id (the caller's X-Request-ID when sane) for logs and the audit log."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def before(self, request: HttpRequest) -> HttpResponse | None:
         given = request.META.get("HTTP_X_REQUEST_ID", "")
         sane = 0 < len(given) <= 64 and all(ch.isalnum() or ch in "-_." for ch in given)
         request.request_id = given if sane else uuid.uuid4().hex  # type: ignore[attr-defined]
-        response = self.get_response(request)
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         response.headers["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
         return response
 
 
-class ApiBodyLimitMiddleware:
-    """413 for partner API bodies over API_MAX_BODY_BYTES, before anything parses them."""
+class ApiBodyLimitMiddleware(BothModesMiddleware):
+    """413 for partner API bodies over API_MAX_BODY_BYTES, before anything parses them.
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    Under ASGI the body has already been received (spooled, capped) when this runs, so
+    measuring it does not block.
+    """
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def before(self, request: HttpRequest) -> HttpResponse | None:
         if request.path.startswith("/api/v1/") and self.too_big(request):
             limit = settings.API_MAX_BODY_BYTES
             return JsonResponse({"errors": {"body": [f"body over {limit} bytes"]}}, status=413)
-        return self.get_response(request)
+        return None
 
     def too_big(self, request: HttpRequest) -> bool:
         limit = settings.API_MAX_BODY_BYTES

@@ -63,7 +63,7 @@ MIDDLEWARE = [
     "smartcity.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "smartcity.middleware.ApiBodyLimitMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "smartcity.middleware.StaticFilesMiddleware",  # WhiteNoise, ASGI-native
     "django.contrib.sessions.middleware.SessionMiddleware",
     "smartcity.middleware.ExplicitLanguageMiddleware",
     "django.middleware.common.CommonMiddleware",
