@@ -13,6 +13,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import translation
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from smartcity.logs import request_id_var
+
 
 class BothModesMiddleware:
     """A middleware that runs natively under ASGI as well as WSGI.
@@ -108,6 +110,7 @@ class RequestIdMiddleware(BothModesMiddleware):
         given = request.META.get("HTTP_X_REQUEST_ID", "")
         sane = 0 < len(given) <= 64 and all(ch.isalnum() or ch in "-_." for ch in given)
         request.request_id = given if sane else uuid.uuid4().hex  # type: ignore[attr-defined]
+        request_id_var.set(request.request_id)  # type: ignore[attr-defined]
         return None
 
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
@@ -142,3 +145,14 @@ class ApiBodyLimitMiddleware(BothModesMiddleware):
             return len(request.body) > limit
         except RequestDataTooBig:
             return True
+
+
+class SecurityHeadersMiddleware(BothModesMiddleware):
+    """Content-Security-Policy and Permissions-Policy on every response (Django sets the rest)."""
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        relaxed = request.path.startswith(settings.CSP_RELAXED_PATHS)
+        policy = settings.CONTENT_SECURITY_POLICY_RELAXED if relaxed else settings.CONTENT_SECURITY_POLICY
+        response.headers.setdefault("Content-Security-Policy", policy)
+        response.headers.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY)
+        return response

@@ -146,6 +146,13 @@ def test_event_reaches_both_operators_and_acknowledgement_is_seen_by_the_other(
             context = browser.new_context(viewport={"width": 1600, "height": 900}, timezone_id="UTC")
             page = context.new_page()
             page.on("pageerror", lambda exc, who=username: errors.append(f"{who}: {exc}"))
+            # The Content-Security-Policy must not block anything the dashboard needs.
+            page.on(
+                "console",
+                lambda msg, who=username: (
+                    errors.append(f"{who}: {msg.text}") if "Content Security Policy" in msg.text else None
+                ),
+            )
             page.set_default_timeout(WAIT_MS)
             log_in(page, live_daphne, username)
             pages.append(page)
