@@ -16,6 +16,7 @@ from incidents.realtime import (
     incident_payload,
 )
 from incidents.selectors import incidents_open, watched_center_ids
+from smartcity.metrics import operator_sockets
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -23,6 +24,7 @@ CLOSE_FORBIDDEN = 4403
 
 class OperatorConsumer(AsyncJsonWebsocketConsumer):
     groups_joined: list[str]
+    counted = False
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -40,9 +42,14 @@ class OperatorConsumer(AsyncJsonWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        operator_sockets.inc()
+        self.counted = True
         await self.send_json(await self.snapshot(user))
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "counted", False):
+            operator_sockets.dec()
+            self.counted = False
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 

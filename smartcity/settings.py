@@ -265,8 +265,11 @@ CONTENT_SECURITY_POLICY_RELAXED = (
 )
 CSP_RELAXED_PATHS = ("/admin/", "/api/docs/", "/api/redoc/")
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+# /metrics (Prometheus): only from these networks, or with this bearer token.
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "127.0.0.1/32,::1/128")
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # /healthz is probed by load balancers over plain HTTP inside the private network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 
 SILENCED_SYSTEM_CHECKS = ["gis.W001"]  # Debian 12's GDAL 3.6 is older than Django's preferred 3.9.
 

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from cameras import views as camera_views
 from incidents import views as incident_views
-from smartcity import health
+from smartcity import health, metrics
 
 admin.site.site_header = "Smart City Safety Net"
 admin.site.site_title = "Smart City Safety Net"
@@ -19,6 +19,7 @@ urlpatterns = [
     path("logout/everywhere/", camera_views.logout_everywhere, name="logout-everywhere"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("partners.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
