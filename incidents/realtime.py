@@ -17,7 +17,7 @@ from django.db import transaction
 
 from incidents.catalogue import EVENT_TYPES
 from incidents.models import Incident, LocationFix
-from incidents.selectors import incident_ranked_cameras
+from incidents.selectors import incident_ranked_cameras, incident_track
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def incident_payload(incident: Incident, *, track: list[LocationFix] | None = No
     """
     ranked = incident_ranked_cameras(incident)
     if track is None:
-        track = list(incident.fixes.order_by("observed_at", "pk"))
+        track = incident_track(incident)
     return {
         "id": incident.pk,
         "type": incident.type,

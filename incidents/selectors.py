@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from cameras.models import StaffProfile, StaffRole
-from incidents.models import OPEN_STATUSES, Incident, IncidentCamera
+from incidents.models import OPEN_STATUSES, Incident, IncidentCamera, LocationFix
 
 WATCHING_ROLES = (StaffRole.OPERATOR, StaffRole.SUPERVISOR)
 
@@ -23,9 +23,18 @@ def incident_ranked_cameras_remember(*, incident: Incident, ranked: list[Inciden
 def incident_ranked_cameras(incident: Incident) -> list[IncidentCamera]:
     """The incident's cameras, nearest first, each with its Camera loaded."""
     remembered: list[IncidentCamera] | None = getattr(incident, _RANKED_IN_MEMORY, None)
+    if remembered is None and "ranked_cameras" in getattr(incident, "_prefetched_objects_cache", {}):
+        remembered = list(incident.ranked_cameras.all())
     if remembered is not None:
         return sorted(remembered, key=lambda ranked: ranked.rank)
     return list(incident.ranked_cameras.select_related("camera").order_by("rank"))
+
+
+def incident_track(incident: Incident) -> list[LocationFix]:
+    """The subject's fixes in the order they were observed."""
+    if "fixes" in getattr(incident, "_prefetched_objects_cache", {}):
+        return sorted(incident.fixes.all(), key=lambda fix: (fix.observed_at, fix.pk))
+    return list(incident.fixes.order_by("observed_at", "pk"))
 
 
 def staff_of(user: AbstractBaseUser | AnonymousUser) -> StaffProfile | None:
@@ -60,5 +69,16 @@ def incidents_visible(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Incide
 
 
 def incidents_open(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Incident]:
-    """The live queue: open incidents, most urgent first, then oldest first."""
-    return incidents_visible(user).filter(status__in=OPEN_STATUSES).order_by("priority", "received_at")
+    """The live queue: open incidents, most urgent first, then oldest first.
+
+    Cameras and tracks come prefetched: a dashboard's snapshot of 200 incidents is
+    three queries, not two per incident.
+    """
+    return (
+        incidents_visible(user)
+        .filter(status__in=OPEN_STATUSES)
+        .order_by("priority", "received_at")
+        .prefetch_related(
+            Prefetch("ranked_cameras", queryset=IncidentCamera.objects.select_related("camera")), "fixes"
+        )
+    )

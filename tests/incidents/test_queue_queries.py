@@ -1,0 +1,43 @@
+"""The live queue costs the same few queries however long it is (no N+1)."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from cameras.models import Camera
+from cameras.selectors import make_point
+from incidents.models import IncidentCamera, LocationFix
+from tests.incidents.conftest import incident_at, operator_of
+
+pytestmark = pytest.mark.django_db
+
+
+def queue_with(count: int, centre) -> None:
+    camera = Camera.objects.create(
+        code=f"Q-{count}", name="시청 앞", center=centre, location=make_point(lat=37.5665, lon=126.978)
+    )
+    for _ in range(count):
+        incident = incident_at(centre)
+        IncidentCamera.objects.create(incident=incident, camera=camera, rank=1, distance_m=12.0)
+        LocationFix.objects.create(
+            incident=incident, location=make_point(lat=37.5664, lon=126.9779), observed_at=timezone.now()
+        )
+
+
+def test_queue_json_query_count_does_not_grow_with_the_queue(
+    client: Client, center_factory, django_assert_max_num_queries
+) -> None:
+    centre = center_factory("seoul-junggu", (126.96, 37.54, 127.03, 37.58))
+    client.force_login(operator_of(centre, "op-queue"))
+    queue_with(3, centre)
+    with django_assert_max_num_queries(12) as few:
+        response = client.get("/dashboard/incidents.json")
+    assert len(response.json()["incidents"]) == 3
+    queue_with(30, centre)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get("/dashboard/incidents.json")
+    incidents = response.json()["incidents"]
+    assert len(incidents) == 33
+    assert all(len(i["cameras"]) == 1 and len(i["track"]) == 1 for i in incidents)
