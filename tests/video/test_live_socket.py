@@ -126,10 +126,20 @@ async def read_until(
     return messages
 
 
-async def refused_done(communicator: WebsocketCommunicator) -> None:
+async def refused_with(communicator: WebsocketCommunicator) -> int | None:
+    """The close code of a refused socket, which must carry no video and no status first.
+
+    Refusals accept the handshake and then close with 4401/4403/4404 so that a browser's
+    `CloseEvent.code` says why (a handshake rejected before accept is a bare 1006).
+    """
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected, "a refusal accepts first, so the browser hears the close code"
+    message = await communicator.receive_output(timeout=5)
+    assert message["type"] == "websocket.close", f"refused socket sent {message}"
     # A refused consumer still waits on the channel layer; left to the end of the test,
     # that wait holds the teardown for seconds.
     await communicator.disconnect(timeout=0.1)
+    return message.get("code")
 
 
 def binaries(messages: list[Message]) -> list[bytes]:
@@ -341,8 +351,7 @@ async def test_a_wrong_password_leaves_the_viewer_connected_and_told_offline(rts
 async def test_anonymous_is_refused_with_4401():
     communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/cameras/1/live/")
     communicator.scope["user"] = AnonymousUser()
-    assert await communicator.connect() == (False, 4401)
-    await refused_done(communicator)
+    assert await refused_with(communicator) == 4401
 
 
 async def test_an_operator_of_another_centre_is_refused_with_4403():
@@ -354,8 +363,7 @@ async def test_an_operator_of_another_centre_is_refused_with_4403():
     communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/cameras/{camera.pk}/live/")
     communicator.scope["user"] = user
 
-    assert await communicator.connect() == (False, 4403)
-    await refused_done(communicator)
+    assert await refused_with(communicator) == 4403
     assert relay.relay_status()["upstreams"] == 0  # no camera was contacted
 
 
@@ -372,8 +380,7 @@ async def test_a_privacy_officer_or_unknown_camera_is_refused():
             URLRouter(websocket_urlpatterns), f"/ws/cameras/{camera_id}/live/"
         )
         communicator.scope["user"] = user
-        assert await communicator.connect() == (False, code)
-        await refused_done(communicator)
+        assert await refused_with(communicator) == code
 
 
 async def test_an_operator_of_the_cameras_centre_watches_and_the_viewing_is_recorded(
