@@ -21,7 +21,7 @@ from cameras.models import Camera, CameraStatus, Center
 from cameras.selectors import make_point
 from partners.services import api_key_create
 from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS, log_in, operator_of, post_event
-from tests.fixtures.live_server import LiveDaphne, live_daphne  # noqa: F401  (fixture)
+from tests.fixtures.live_server import LiveDaphne, live_daphne, live_env  # noqa: F401  (fixture)
 from tests.fixtures.rtsp import RtspServer, free_port
 from tests.partners.conftest import SEOUL_CITY_HALL, partner_with_agreement
 
@@ -60,6 +60,14 @@ OPEN_PLAYER = """
   window.probes = window.probes || {};
   window.probes[args.cameraId] = new LivePlayer(box, args);
 }
+"""
+
+BEHIND = """
+(selector) => { const v = document.querySelector(selector); return v.buffered.end(v.buffered.length - 1) - v.currentTime; }
+"""
+SEEK_BACK = """
+(args) => { const v = document.querySelector(args.selector);
+            v.currentTime = args.to === "start" ? v.buffered.start(0) : v.buffered.end(v.buffered.length - 1) - args.to; }
 """
 
 PLAYING = """
@@ -143,11 +151,7 @@ def test_an_operator_watches_an_h264_camera_live(
         expect(root.locator(".live-status")).to_have_text(words(page)["live"])
         expect(root.locator(".live-clock")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d KST$"))
         # Near the live edge: well under the 3 s at which the player would jump.
-        behind = page.evaluate(
-            """(selector) => { const v = document.querySelector(selector);
-                return v.buffered.end(v.buffered.length - 1) - v.currentTime; }""",
-            f"#probe-{camera.pk} video",
-        )
+        behind = page.evaluate(BEHIND, f"#probe-{camera.pk} video")
         assert 0 <= behind < 1.5, behind
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "player-h264.png"))
@@ -156,6 +160,66 @@ def test_an_operator_watches_an_h264_camera_live(
         page.evaluate(f"window.probes[{camera.pk}].destroy()")
         expect(page.locator(f"#probe-{camera.pk} .live-player")).to_have_count(0)
         page.wait_for_function("window.openCameraSockets().length === 0")
+        assert not errors, errors
+
+
+def test_the_player_keeps_to_the_live_edge_and_comes_back_by_itself(
+    live_daphne: LiveDaphne,  # noqa: F811
+    rtsp_server_factory: Callable[..., RtspServer],
+    center_factory: Callable[..., Center],
+) -> None:
+    server = rtsp_server_factory(width=320, height=240, fps=15)
+    centre = center_factory("seoul-junggu", JUNGGU)
+    operator_of(centre, "op-a")
+    camera = stream_camera(centre, "EDGE-1", server.url(1), name="복원력 카메라", **SEOUL_CITY_HALL)
+    video = f"#probe-{camera.pk} video"
+    root_selector = f"#probe-{camera.pk} .live-player"
+
+    with chromium_for_video() as browser:
+        errors: list[str] = []
+        page = new_page(browser, errors)
+        log_in(page, live_daphne, "op-a")
+        page.evaluate(OPEN_PLAYER, {"cameraId": camera.pk, "cameraName": camera.name})
+        root = page.locator(root_selector)
+        assert_plays(page, video, 320, 240)
+
+        # Far behind (a hidden tab, a stall): the player jumps to the newest frame.
+        page.wait_for_function(
+            "(s) => { const v = document.querySelector(s); return v.buffered.end(0) - v.buffered.start(0) > 4.5; }",
+            arg=video,
+            timeout=PLAY_WAIT_MS,
+        )
+        jumps = page.evaluate(f"window.probes[{camera.pk}].stats.jumps")
+        page.evaluate(SEEK_BACK, {"selector": video, "to": "start"})
+        page.wait_for_function(f"window.probes[{camera.pk}].stats.jumps > {jumps}", timeout=3000)
+        assert page.evaluate(BEHIND, video) < 1.5
+        # A little behind: it catches up by playing faster, without a jump.
+        page.evaluate(SEEK_BACK, {"selector": video, "to": 2})
+        page.wait_for_function(f"document.querySelector('{video}').playbackRate > 1", timeout=3000)
+
+        # The camera goes away: greyed "offline"; it returns: live again, no reload.
+        server.stop()
+        expect(root).to_have_attribute("data-state", "offline", timeout=PLAY_WAIT_MS)
+        server.restart()
+        expect(root).to_have_attribute("data-state", "live", timeout=PLAY_WAIT_MS)
+        assert_plays(page, video, 320, 240)
+
+        # The server goes away (a deploy, a crash): the player reconnects by itself.
+        port = live_daphne.port
+        live_daphne.process.terminate()  # type: ignore[union-attr]
+        live_daphne.process.wait(10)  # type: ignore[union-attr]
+        expect(root).to_have_attribute("data-state", "connecting", timeout=PLAY_WAIT_MS)
+        again = LiveDaphne(live_env())
+        again.port, again.url = port, live_daphne.url
+        again.start()
+        try:
+            expect(root).to_have_attribute("data-state", "live", timeout=PLAY_WAIT_MS)
+            assert_plays(page, video, 320, 240)
+            stats = page.evaluate(f"window.probes[{camera.pk}].stats")
+            assert stats["inits"] >= 2 and stats["reconnects"] >= 1, stats
+        finally:
+            again.stop()
+        page.screenshot(path=str(ARTIFACTS / "player-recovered.png"))
         assert not errors, errors
 
 

@@ -219,6 +219,25 @@ async def test_output_is_init_json_then_fmp4_that_parses_as_the_cameras_h264(rts
     assert all(b[0] > a[0] for a, b in itertools.pairwise(packets)), "timestamps go forward"
 
 
+async def test_an_h265_camera_is_remuxed_with_an_hvc1_codec_string(rtsp_server_factory, watch):
+    # Browsers' MSE wants `hvc1` sample entries and an RFC 6381 string read from hvcC;
+    # whether a browser can then decode it is the player's question (codec not supported).
+    server = rtsp_server_factory(codec="h265", **SMALL)
+    camera = await database_sync_to_async(camera_of)(None, server.url())
+    admin = await database_sync_to_async(administrator)()
+
+    sock = await watch(admin, camera.pk)
+    messages = await read_until(sock, has_binaries(16), timeout=15)
+
+    init = next(m for m in texts(messages) if m["type"] == "init")
+    assert re.fullmatch(r'video/mp4; codecs="hvc1\.1\.[0-9A-F]+\.L\d+(\.[0-9A-F]+)*"', init["mime"]), init
+    chunks = binaries(messages)
+    assert b"hvc1" in chunks[0] and b"hev1" not in chunks[0]
+    codec, width, height, packets = parse_mp4(b"".join(chunks))
+    assert (codec, width, height) == ("hevc", 320, 240)
+    assert packets[0][1], "the first frame must be a keyframe"
+
+
 async def test_a_late_viewer_starts_at_once_from_the_last_keyframe(rtsp_server_factory, watch):
     server = rtsp_server_factory(**SMALL)
     camera = await database_sync_to_async(camera_of)(None, server.url())
