@@ -67,12 +67,12 @@
   function seoulNow() {
     const parts = {};
     for (const part of clockFormat.formatToParts(new Date())) parts[part.type] = part.value;
-    return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second} KST`;
+    return [`${parts.year}-${parts.month}-${parts.day} `, `${parts.hour}:${parts.minute}:${parts.second}`];
   }
 
   function tickAll() {
-    const text = seoulNow();
-    for (const player of players) player.tick(text);
+    const now = seoulNow();
+    for (const player of players) player.tick(now);
   }
 
   function register(player) {
@@ -155,18 +155,23 @@
       const status = el("span", "live-status");
       status.setAttribute("role", "status");
       const message = el("div", "live-message");
+      // Date and time apart: a small tile has room for the time only (player.css).
       const clock = el("span", "live-clock");
+      const date = el("span", "live-date");
+      const time = el("span", "live-time");
+      clock.append(date, time, el("span", "live-zone", " KST"));
       root.append(video, name, status, message, clock);
       this.root = root;
       this.video = video;
-      this.nodes = { status, message, clock };
+      this.nodes = { status, message, date, time };
       video.addEventListener("error", () => this.onVideoError());
       this.container.append(root);
       this.setState("connecting");
     }
 
-    tick(text) {
-      this.nodes.clock.textContent = text;
+    tick([date, time]) {
+      if (this.nodes.date.textContent !== date) this.nodes.date.textContent = date;
+      this.nodes.time.textContent = time;
       this.keepLive();
     }
 
@@ -177,6 +182,7 @@
       this.root.dataset.state = state;
       const text = words[state] || state;
       this.nodes.status.textContent = text;
+      this.nodes.status.title = text; // a small tile shows only the dot
       // The states a live picture cannot show get a plain sentence over the video.
       const explain = state === "unsupported" || state === "refused" || state === "offline";
       this.nodes.message.textContent = explain ? (this.detail ? `${text} · ${this.detail}` : text) : "";

@@ -409,3 +409,64 @@ def chromium_for_video() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def test_at_most_sixteen_tiles_in_four_columns_offline_ones_greyed(
+    django_db_setup: None,
+    rtsp_server: RtspServer,
+    center_factory: Callable[..., Center],
+) -> None:
+    centre = center_factory("seoul-junggu", JUNGGU)
+    operator_of(centre, "op-a")
+    lat, lon = SEOUL_CITY_HALL["lat"], SEOUL_CITY_HALL["lon"]
+    live = [
+        stream_camera(
+            centre, f"LIVE-{n}", rtsp_server.url(n), lat=lat + 0.0001 * n, lon=lon, status=CameraStatus.ONLINE
+        )
+        for n in (1, 2)
+    ]
+    # Sixteen more, each further away, none answering: the grid shows the nearest sixteen.
+    dead = [
+        stream_camera(
+            centre,
+            f"DEAD-{n:02d}",
+            f"rtsp://127.0.0.1:{free_port()}/cam1",
+            lat=lat - 0.0002 * n,
+            lon=lon + 0.0001,
+            status=CameraStatus.OFFLINE,
+        )
+        for n in range(1, 17)
+    ]
+    police = partner_with_agreement("police-112", "police")
+    _, key = api_key_create(partner=police)
+    server = LiveDaphne(live_env(INCIDENT_CAMERA_COUNT="20", INCIDENT_CAMERA_RADIUS_M="1000"))
+    server.start()
+    try:
+        with chromium_for_video() as browser:
+            errors: list[str] = []
+            page = new_page(browser, errors)
+            log_in(page, server, "op-a")
+            incident = post_event(server, key)
+            assert len(incident["cameras"]) == 18
+            page.click(f'#queue [data-incident-id="{incident["id"]}"]')
+
+            tiles = page.locator("#video-grid .video-tile")
+            expect(tiles).to_have_count(16)
+            expected = [c.pk for c in live] + [c.pk for c in dead[:14]]
+            assert page.evaluate("window.dashboard.videoTiles()") == expected
+            columns = page.evaluate(
+                "getComputedStyle(document.querySelector('#video-grid .video-tiles')).gridTemplateColumns.split(' ').length"
+            )
+            assert columns == 4
+            for camera in live:
+                assert_plays(page, f'.video-tile[data-camera-id="{camera.pk}"] video', 640, 480)
+            for camera in dead[:14]:
+                tile = page.locator(f'.video-tile[data-camera-id="{camera.pk}"]')
+                expect(tile).to_have_class(re.compile(r"\boffline\b"))
+                expect(tile.locator(".live-player")).to_have_attribute(
+                    "data-state", "offline", timeout=PLAY_WAIT_MS
+                )
+            page.screenshot(path=str(ARTIFACTS / "player-dashboard-16.png"))
+            assert not errors, errors
+    finally:
+        server.stop()
