@@ -125,7 +125,9 @@
       this.lastTrimAt = 0;
       this.seekedToStart = false;
       this.destroyed = false;
-      this.stats = { messages: 0, bytes: 0, inits: 0, jumps: 0, reconnects: 0 };
+      // firstFrameMs: from construction to the first picture (for tests and benchmarks).
+      this.stats = { messages: 0, bytes: 0, inits: 0, jumps: 0, reconnects: 0, firstFrameMs: null };
+      this.createdAt = performance.now();
       this.build();
       register(this);
       this.tick(seoulNow());
@@ -165,6 +167,9 @@
       this.video = video;
       this.nodes = { status, message, date, time };
       video.addEventListener("error", () => this.onVideoError());
+      video.addEventListener("loadeddata", () => {
+        if (this.stats.firstFrameMs === null) this.stats.firstFrameMs = Math.round(performance.now() - this.createdAt);
+      });
       this.container.append(root);
       this.setState("connecting");
     }

@@ -153,6 +153,10 @@ def test_an_operator_watches_an_h264_camera_live(
         # Near the live edge: well under the 3 s at which the player would jump.
         behind = page.evaluate(BEHIND, f"#probe-{camera.pk} video")
         assert 0 <= behind < 1.5, behind
+        first_frame_ms = page.evaluate(f"window.probes[{camera.pk}].stats.firstFrameMs")
+        print(
+            f"first picture {first_frame_ms} ms after the player was created, {behind:.2f} s behind the edge"
+        )
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "player-h264.png"))
 
