@@ -57,14 +57,14 @@ class LiveVideoConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         camera_id = int(self.scope["url_route"]["kwargs"]["camera_id"])
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self.refuse(CLOSE_UNAUTHENTICATED)
             return
         camera = await self.camera_for(camera_id)
         if camera is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await self.refuse(CLOSE_NOT_FOUND)
             return
         if not await database_sync_to_async(camera_viewable_by)(user, camera):
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.refuse(CLOSE_FORBIDDEN)
             return
         # "Log out everywhere" ends the video too (see cameras.sessions).
         self.groups_joined = [user_group(user.pk)]
@@ -78,6 +78,16 @@ class LiveVideoConsumer(AsyncWebsocketConsumer):
             camera.pk, camera.stream_url, camera.stream_url_redacted
         )
         self.forwarder = asyncio.create_task(self.forward(self.viewer))
+
+    async def refuse(self, code: int) -> None:
+        """Accept, then close with `code`: the player can tell "refused" from a dead server.
+
+        A handshake rejected before accept() reaches a browser as a bare 1006 with no
+        reason; a close frame after accept() carries 4401/4403/4404 to `CloseEvent.code`.
+        Nothing was attached and nothing is recorded: no video left the server.
+        """
+        await self.accept()
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         self.detach()

@@ -50,6 +50,9 @@ class CameraPayload(TypedDict):
     bearing_deg: float | None
     fov_deg: float
     range_m: float
+    # Whether the camera is wired to a stream the relay can play (never the URL itself):
+    # the dashboard's video tiles are only for these.
+    has_stream: bool
 
 
 class IncidentPayload(TypedDict):
@@ -142,6 +145,7 @@ def incident_payload(incident: Incident, *, track: list[LocationFix] | None = No
                 "bearing_deg": r.camera.bearing_deg,
                 "fov_deg": r.camera.fov_deg,
                 "range_m": r.camera.range_m,
+                "has_stream": bool(r.camera.stream_url),
             }
             for r in ranked
         ],

@@ -36,8 +36,9 @@ PACKAGES=(
   gstreamer1.0-rtsp gstreamer1.0-x gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 python3-gi
   ffmpeg
 )
-# Korean glyphs for the browser tests and their screenshots.
-[ $WANT_TEST -eq 1 ] && PACKAGES+=(chromium fonts-nanum)
+# Korean glyphs for the browser tests and their screenshots; x265enc (plugins-bad) for
+# the H.265 test camera that shows the player's "codec not supported".
+[ $WANT_TEST -eq 1 ] && PACKAGES+=(chromium fonts-nanum gstreamer1.0-plugins-bad)
 apt_install "${PACKAGES[@]}"
 
 # --- Python virtualenv ---------------------------------------------------------

@@ -552,6 +552,86 @@
     return String(text).replace(/[&<>"']/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[ch]);
   }
 
+  /* ---------- live video tiles of the selected incident ---------- */
+
+  // One LivePlayer (static/js/player.js) per tile, kept across re-renders: a status push
+  // or a timeline refresh must not restart sixteen videos. Another incident selected →
+  // every tile is torn down (sockets closed) before the new ones open.
+  const MAX_TILES = 16;
+  const video = { incidentId: null, tiles: new Map(), enlarged: null }; // camera id → {node, player, rankNode}
+
+  function tileCameras(incident) {
+    return (incident.cameras || []).filter((camera) => camera.has_stream).slice(0, MAX_TILES);
+  }
+
+  function gridColumns(count) {
+    return count <= 1 ? 1 : count <= 4 ? 2 : count <= 9 ? 3 : 4;
+  }
+
+  function removeTile(id) {
+    const tile = video.tiles.get(id);
+    if (!tile) return;
+    tile.player.destroy();
+    tile.node.remove();
+    video.tiles.delete(id);
+    if (video.enlarged === id) video.enlarged = null;
+  }
+
+  function createTile(camera) {
+    const node = el("div", "video-tile");
+    node.dataset.cameraId = String(camera.id);
+    node.tabIndex = 0;
+    node.setAttribute("role", "button");
+    const box = el("div", "tile-player");
+    box.style.cssText = "position:absolute;inset:0";
+    const rankNode = el("span", "tile-rank");
+    node.append(box, rankNode);
+    const player = new window.LivePlayer(box, { cameraId: camera.id, cameraName: camera.name });
+    return { node, player, rankNode };
+  }
+
+  function renderVideoGrid(incident) {
+    const grid = $("#video-grid");
+    const tilesNode = $(".video-tiles", grid);
+    if (!window.LivePlayer) return;
+    const id = incident ? incident.id : null;
+    if (id !== video.incidentId) {
+      for (const cameraId of [...video.tiles.keys()]) removeTile(cameraId);
+      video.incidentId = id;
+    }
+    const cameras = incident ? tileCameras(incident) : [];
+    const wanted = new Set(cameras.map((camera) => camera.id));
+    for (const cameraId of [...video.tiles.keys()]) if (!wanted.has(cameraId)) removeTile(cameraId);
+    const ranks = new Map((incident ? incident.cameras : []).map((camera, index) => [camera.id, index + 1]));
+    cameras.forEach((camera, index) => {
+      let tile = video.tiles.get(camera.id);
+      if (!tile) {
+        tile = createTile(camera);
+        video.tiles.set(camera.id, tile);
+      }
+      tile.node.classList.toggle("offline", camera.status === "offline");
+      tile.node.classList.toggle("enlarged", video.enlarged === camera.id);
+      tile.node.setAttribute("aria-pressed", String(video.enlarged === camera.id));
+      tile.rankNode.textContent = `${ranks.get(camera.id)} · ${formatDistance(camera.distance_m)}`;
+      if (tilesNode.children[index] !== tile.node) tilesNode.insertBefore(tile.node, tilesNode.children[index] || null);
+    });
+    tilesNode.style.setProperty("--cols", String(gridColumns(cameras.length)));
+    tilesNode.dataset.count = String(cameras.length);
+    tilesNode.classList.toggle("has-enlarged", video.enlarged !== null);
+    $('[data-field="tile-count"]', grid).textContent = String(cameras.length);
+    const show = cameras.length > 0;
+    if (grid.hidden === show) {
+      grid.hidden = !show;
+      if (map) map.invalidateSize(); // the map's box just changed height
+    }
+  }
+
+  function toggleEnlarged(cameraId) {
+    if (!video.tiles.has(cameraId)) return;
+    video.enlarged = video.enlarged === cameraId ? null : cameraId;
+    renderVideoGrid(state.incidents.get(state.selectedId));
+  }
+
   /* ---------- selection and the incident panel ---------- */
 
   function select(id, options) {
@@ -579,6 +659,7 @@
     $('[data-panel="empty"]', panel).hidden = Boolean(incident);
     $('[data-panel="body"]', panel).hidden = !incident;
     renderSelectionLayer(incident);
+    renderVideoGrid(incident);
     if (!incident) return;
     const prio = field("priority");
     prio.className = `prio p${incident.priority}`;
@@ -628,7 +709,11 @@
         el("span", "dist", formatDistance(camera.distance_m)),
         el("span", "cam-status", labels.camera[camera.status] || camera.status)
       );
-      item.addEventListener("click", () => map && map.flyTo([camera.lat, camera.lon], Math.max(map.getZoom(), 18), { duration: 0.4 }));
+      item.classList.toggle("has-tile", video.tiles.has(camera.id));
+      item.addEventListener("click", () => {
+        if (map) map.flyTo([camera.lat, camera.lon], Math.max(map.getZoom(), 18), { duration: 0.4 });
+        if (video.tiles.has(camera.id) && video.enlarged !== camera.id) toggleEnlarged(camera.id);
+      });
       list.append(item);
     });
   }
@@ -927,6 +1012,18 @@
       event.preventDefault();
       select(Number(row.dataset.incidentId));
     });
+    const tiles = $("#video-grid .video-tiles");
+    tiles.addEventListener("click", (event) => {
+      const tile = event.target.closest(".video-tile");
+      if (tile) toggleEnlarged(Number(tile.dataset.cameraId));
+    });
+    tiles.addEventListener("keydown", (event) => {
+      const tile = event.target.closest(".video-tile");
+      if (!tile || (event.key !== "Enter" && event.key !== " " && event.key !== "Escape")) return;
+      event.preventDefault();
+      const id = Number(tile.dataset.cameraId);
+      if (event.key !== "Escape" || video.enlarged === id) toggleEnlarged(id);
+    });
     panel.addEventListener("click", (event) => {
       const button = event.target.closest("button[data-action]");
       if (button && !button.disabled) act(button.dataset.action);
@@ -963,6 +1060,8 @@
     cameraCount: () => cameraMarkers.size,
     tilesOffline: () => Boolean(map) && tiles === null,
     beeps: () => state.beeps,
+    videoTiles: () => [...video.tiles.keys()],
+    enlarged: () => video.enlarged,
   };
 
   start();

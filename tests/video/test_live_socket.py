@@ -126,10 +126,20 @@ async def read_until(
     return messages
 
 
-async def refused_done(communicator: WebsocketCommunicator) -> None:
+async def refused_with(communicator: WebsocketCommunicator) -> int | None:
+    """The close code of a refused socket, which must carry no video and no status first.
+
+    Refusals accept the handshake and then close with 4401/4403/4404 so that a browser's
+    `CloseEvent.code` says why (a handshake rejected before accept is a bare 1006).
+    """
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected, "a refusal accepts first, so the browser hears the close code"
+    message = await communicator.receive_output(timeout=5)
+    assert message["type"] == "websocket.close", f"refused socket sent {message}"
     # A refused consumer still waits on the channel layer; left to the end of the test,
     # that wait holds the teardown for seconds.
     await communicator.disconnect(timeout=0.1)
+    return message.get("code")
 
 
 def binaries(messages: list[Message]) -> list[bytes]:
@@ -207,6 +217,25 @@ async def test_output_is_init_json_then_fmp4_that_parses_as_the_cameras_h264(rts
     assert len(packets) >= 29  # the newest frame's fragment waits for the next frame
     assert packets[0][1], "the first frame must be a keyframe"
     assert all(b[0] > a[0] for a, b in itertools.pairwise(packets)), "timestamps go forward"
+
+
+async def test_an_h265_camera_is_remuxed_with_an_hvc1_codec_string(rtsp_server_factory, watch):
+    # Browsers' MSE wants `hvc1` sample entries and an RFC 6381 string read from hvcC;
+    # whether a browser can then decode it is the player's question (codec not supported).
+    server = rtsp_server_factory(codec="h265", **SMALL)
+    camera = await database_sync_to_async(camera_of)(None, server.url())
+    admin = await database_sync_to_async(administrator)()
+
+    sock = await watch(admin, camera.pk)
+    messages = await read_until(sock, has_binaries(16), timeout=15)
+
+    init = next(m for m in texts(messages) if m["type"] == "init")
+    assert re.fullmatch(r'video/mp4; codecs="hvc1\.1\.[0-9A-F]+\.L\d+(\.[0-9A-F]+)*"', init["mime"]), init
+    chunks = binaries(messages)
+    assert b"hvc1" in chunks[0] and b"hev1" not in chunks[0]
+    codec, width, height, packets = parse_mp4(b"".join(chunks))
+    assert (codec, width, height) == ("hevc", 320, 240)
+    assert packets[0][1], "the first frame must be a keyframe"
 
 
 async def test_a_late_viewer_starts_at_once_from_the_last_keyframe(rtsp_server_factory, watch):
@@ -341,8 +370,7 @@ async def test_a_wrong_password_leaves_the_viewer_connected_and_told_offline(rts
 async def test_anonymous_is_refused_with_4401():
     communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/cameras/1/live/")
     communicator.scope["user"] = AnonymousUser()
-    assert await communicator.connect() == (False, 4401)
-    await refused_done(communicator)
+    assert await refused_with(communicator) == 4401
 
 
 async def test_an_operator_of_another_centre_is_refused_with_4403():
@@ -354,8 +382,7 @@ async def test_an_operator_of_another_centre_is_refused_with_4403():
     communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/cameras/{camera.pk}/live/")
     communicator.scope["user"] = user
 
-    assert await communicator.connect() == (False, 4403)
-    await refused_done(communicator)
+    assert await refused_with(communicator) == 4403
     assert relay.relay_status()["upstreams"] == 0  # no camera was contacted
 
 
@@ -372,8 +399,7 @@ async def test_a_privacy_officer_or_unknown_camera_is_refused():
             URLRouter(websocket_urlpatterns), f"/ws/cameras/{camera_id}/live/"
         )
         communicator.scope["user"] = user
-        assert await communicator.connect() == (False, code)
-        await refused_done(communicator)
+        assert await refused_with(communicator) == code
 
 
 async def test_an_operator_of_the_cameras_centre_watches_and_the_viewing_is_recorded(
