@@ -29,6 +29,7 @@ from incidents.models import (
 )
 from incidents.realtime import incident_publish_on_commit
 from partners.models import Partner
+from partners.sharing import shares_end_for_incident, shares_follow, shares_on_intake
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,9 @@ def incident_create(*, partner: Partner, event: EventIn, request_id: str) -> Inc
         request_id=request_id,
     )
     incident_publish_on_commit("incident.created", incident.pk)
+    # The rule engine: "on event" types share live video with their sender at once,
+    # in this transaction, so the 201 already carries the share.
+    shares_on_intake(incident=incident, request_id=request_id)
     return incident
 
 
@@ -153,6 +157,7 @@ def incident_location_add(
             locked.accuracy_m = accuracy_m
             locked.save(update_fields=["location", "accuracy_m", "updated_at"])
             incident_cameras_rank(incident=locked)
+            shares_follow(incident=locked)  # the partner's viewer switches to the new nearest cameras
         TimelineEntry.objects.create(
             incident=locked,
             kind=TimelineKind.LOCATION,
@@ -195,5 +200,6 @@ def incident_cancel(*, incident: Incident, request_id: str = "") -> Incident:
             object_id=locked.pk,
             request_id=request_id,
         )
+        shares_end_for_incident(incident_id=locked.pk)
         incident_publish_on_commit("incident.updated", locked.pk)
     return locked
