@@ -72,7 +72,7 @@ def test_gate_table(partners, junggu, event_type, recipient, trigger):
     assert decision.reason
 
 
-VALIDITY = {
+VALIDITY: dict[str, tuple[dict[str, object], str]] = {
     "expired": ({"valid_to": dt.date(2025, 12, 31)}, "agreement_not_valid"),
     "not_yet_valid": ({"valid_from": dt.date(2099, 1, 1)}, "agreement_not_valid"),
     "valid_until_today": ({"valid_to": "today"}, G),

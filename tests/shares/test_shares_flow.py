@@ -340,5 +340,5 @@ def test_dispatch_request_relays_a_share_to_police_for_an_sos(partners, junggu, 
 
     share = Share.objects.get()
     assert share.partner.slug == "police-112"
-    assert share.created_by.username == "kim"
+    assert share.created_by is not None and share.created_by.username == "kim"
     assert "폭행" in share.legal_basis
