@@ -14,8 +14,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from incidents.catalogue import EVENT_TYPES, PartnerKind
 from incidents.models import Incident
 from partners.models import Partner
-from partners.sharing import ShareDecision, Trigger, share_active_for, share_decide, share_viewer_url
-from partners.webhooks import webhook_enqueue
+from partners.sharing import ShareDecision, Trigger, share_active_for, share_decide
+from partners.webhooks import VIEWER_URL_PENDING, webhook_enqueue
 
 DISPATCH_KINDS = {"112": PartnerKind.POLICE, "119": PartnerKind.FIRE}
 
@@ -93,7 +93,8 @@ def dispatch_relay(
         payload["incident"]["external_id"] = incident.external_id
     if share is not None:
         payload["share"] = {
-            "viewer_url": share_viewer_url(share),
+            "id": share.pk,
+            "viewer_url": VIEWER_URL_PENDING,
             "expires_at": share.expires_at.isoformat(),
             "cameras": list(share.share_cameras.order_by("rank").values_list("camera_id", flat=True)),
         }

@@ -41,7 +41,7 @@ from incidents.catalogue import EVENT_TYPES, POLICY_RANK, PartnerKind, SharePoli
 from incidents.models import OPEN_STATUSES, Incident, TimelineEntry, TimelineKind
 from incidents.realtime import ShareMessage, SharePayload, group_of, group_send
 from partners.models import Agreement, AgreementEventType, Partner, Share, ShareCamera
-from partners.webhooks import webhook_enqueue
+from partners.webhooks import VIEWER_URL_PENDING, webhook_enqueue
 
 log = logging.getLogger(__name__)
 
@@ -617,7 +617,7 @@ def share_webhook_payload(share: Share, event: str) -> dict[str, Any]:
     if share.partner_id == share.incident.partner_id:
         body["share"]["external_id"] = share.incident.external_id
     if event == "share.created":
-        body["share"]["viewer_url"] = share_viewer_url(share)
+        body["share"]["viewer_url"] = VIEWER_URL_PENDING
         body["incident"] = {
             "id": share.incident_id,
             "type": share.incident.type,

@@ -13,6 +13,7 @@ Headers: `X-Timestamp` (unix seconds), `X-Signature: sha256=<hex HMAC-SHA256 of
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import http.client
 import json
@@ -35,6 +36,22 @@ from partners.models import Partner, WebhookDelivery, WebhookMessage
 log = logging.getLogger(__name__)
 
 USER_AGENT = "SmartCitySafetyNet-Webhook/1"
+# Stored in place of a share link: the outbox keeps no token (only the share id), the
+# link is derived when the message is sent (see partners.models.Share).
+VIEWER_URL_PENDING = "<viewer_url>"
+
+
+def webhook_body(message: WebhookMessage) -> bytes:
+    """The bytes sent: the stored envelope with any share link filled in."""
+    envelope = copy.deepcopy(message.payload)
+    share = envelope.get("data", {}).get("share")
+    if isinstance(share, dict) and share.get("viewer_url") == VIEWER_URL_PENDING:
+        from partners.models import Share
+        from partners.sharing import share_viewer_url
+
+        row = Share.objects.filter(pk=int(share.get("id") or 0)).first()
+        share["viewer_url"] = share_viewer_url(row) if row is not None else None
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def webhook_enqueue(*, partner: Partner, event: str, payload: dict[str, Any]) -> WebhookMessage | None:
@@ -146,7 +163,7 @@ def webhook_deliver(*, message_id: int) -> str:
     if message is None:
         return "gone"
     url = message.partner.webhook_url
-    body = json.dumps(message.payload, separators=(",", ":"), ensure_ascii=False).encode()
+    body = webhook_body(message)
     outcome = (
         webhook_post(url=url, body=body, headers=webhook_headers(message, body))
         if url
