@@ -256,14 +256,17 @@ def share_decide(
     the share exists exactly when the incident or action does.
     """
     reason = reason.strip()[:1000]
-    with transaction.atomic():
+    # No savepoint: a failure anywhere fails the caller's whole action (nothing half-written).
+    with transaction.atomic(savepoint=False):
         if trigger == Trigger.OPERATOR:
             # Two operators pressing "share" at once: the second sees the first's share.
             incident = Incident.objects.select_for_update().select_related("partner").get(pk=incident.pk)
         decision = share_rules(
             incident=incident, partner=partner, trigger=trigger, reason=reason, minutes=minutes
         )
-        if decision.granted and share_active_for(incident=incident, partner=partner) is not None:
+        # At intake the incident is seconds old and cannot have a share yet: no query.
+        duplicate = trigger == Trigger.OPERATOR and share_active_for(incident=incident, partner=partner)
+        if decision.granted and duplicate:
             decision = refused("already_shared", f"{partner.slug} already has an active share; extend it")
         if not decision.granted:
             share_refusal_record(incident, partner, decision, user, request_id)
