@@ -7,6 +7,12 @@ come in between; a viewer joining a camera that is not streaming hears its statu
 and the `init` once the stream starts. After a reconnection with different stream
 parameters a new `init` and init segment come before the next fragments. The stream URL
 and its credentials never leave the server.
+
+Partner staff connect with `?share=<token>` instead of a login: the share must be
+active and include the camera. Their socket joins the share's group and closes (4410)
+when the share is revoked, ends, expires, or stops covering the camera; it also
+re-reads the share every SHARE_SOCKET_RECHECK_S and at its expiry, so it closes on
+time even if a group message is lost.
 """
 
 from __future__ import annotations
@@ -16,22 +22,27 @@ import json
 import logging
 import time
 from typing import Any, Literal, TypedDict
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
 
 from audit.services import audit_record
 from cameras import relay
-from cameras.access import camera_viewable_by
+from cameras.access import ShareGrant, camera_viewable_by, share_grant
 from cameras.fmp4 import Fragment, InitSegment
 from cameras.models import Camera
 from cameras.sessions import user_group
+from partners.sharing import share_group
 
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_SHARE_ENDED = 4410
 
 
 class InitMessage(TypedDict):
@@ -51,11 +62,18 @@ class LiveVideoConsumer(AsyncWebsocketConsumer):
     forwarder: asyncio.Task[None] | None = None
     started_at: float | None = None
     groups_joined: list[str]
+    share: ShareGrant | None = None
+    share_token: str = ""
+    share_watch: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         self.groups_joined = []
         user = self.scope.get("user")
         camera_id = int(self.scope["url_route"]["kwargs"]["camera_id"])
+        query = parse_qs(self.scope.get("query_string", b"").decode(errors="replace"))
+        if query.get("share"):
+            await self.connect_shared(camera_id, query["share"][0])
+            return
         if user is None or not user.is_authenticated:
             await self.refuse(CLOSE_UNAUTHENTICATED)
             return
@@ -70,6 +88,24 @@ class LiveVideoConsumer(AsyncWebsocketConsumer):
         self.groups_joined = [user_group(user.pk)]
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
+        await self.start(camera)
+
+    async def connect_shared(self, camera_id: int, token: str) -> None:
+        """A partner viewer: the share token is the only credential."""
+        client = self.scope.get("client") or ("", 0)
+        grant = await database_sync_to_async(share_grant)(token, camera_id, client[0])
+        camera = await self.camera_for(camera_id) if grant is not None else None
+        if grant is None or camera is None:
+            # One answer for unknown token, ended share, camera not in it: nothing to probe.
+            await self.refuse(CLOSE_FORBIDDEN)
+            return
+        self.share, self.share_token = grant, token
+        self.groups_joined = [share_group(grant.share_id)]
+        await self.channel_layer.group_add(self.groups_joined[0], self.channel_name)
+        await self.start(camera)
+        self.share_watch = asyncio.create_task(self.watch_share())
+
+    async def start(self, camera: Camera) -> None:
         await self.accept()
         self.camera = camera
         self.started_at = time.monotonic()
@@ -89,7 +125,38 @@ class LiveVideoConsumer(AsyncWebsocketConsumer):
         await self.accept()
         await self.close(code=code)
 
+    async def watch_share(self) -> None:
+        """Close at the share's expiry, and notice changes even if a group message was lost."""
+        while self.share is not None:
+            left = (self.share.expires_at - timezone.now()).total_seconds()
+            await asyncio.sleep(max(0.05, min(settings.SHARE_SOCKET_RECHECK_S, left + 0.05)))
+            if not await self.share_still_allows():
+                await self.end_shared()
+                return
+
+    async def share_still_allows(self) -> bool:
+        if self.share is None or self.camera is None:
+            return False
+        grant = await database_sync_to_async(share_grant)(self.share_token, self.camera.pk)
+        if grant is not None:
+            self.share = grant
+        return grant is not None
+
+    async def end_shared(self) -> None:
+        self.detach()
+        await self.close(code=CLOSE_SHARE_ENDED)
+
+    async def share_ended(self, event: dict[str, Any]) -> None:
+        await self.end_shared()
+
+    async def share_updated(self, event: dict[str, Any]) -> None:
+        # Extended, or re-ranked as the subject moved: this camera may have left the share.
+        if not await self.share_still_allows():
+            await self.end_shared()
+
     async def disconnect(self, code: int) -> None:
+        if self.share_watch is not None and self.share_watch is not asyncio.current_task():
+            self.share_watch.cancel()
         self.detach()
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
@@ -138,16 +205,22 @@ class LiveVideoConsumer(AsyncWebsocketConsumer):
         return Camera.objects.filter(pk=camera_id).exclude(stream_url="").first()
 
     async def record(self, action: str, details: dict[str, Any] | None = None) -> None:
-        user, camera = self.scope["user"], self.camera
+        camera = self.camera
         assert camera is not None
-        log.info(
-            "%s camera %s (%s) by %s", action, camera.pk, camera.stream_url_redacted, user.get_username()
-        )
+        details = dict(details or {})
+        if self.share is not None:
+            actor, user_id, partner_id = f"partner:{self.share.partner_slug}", None, self.share.partner_id
+            details |= {"share_id": self.share.share_id, "incident_id": self.share.incident_id}
+        else:
+            user = self.scope["user"]
+            actor, user_id, partner_id = f"user:{user.get_username()}", user.pk, None
+        log.info("%s camera %s (%s) by %s", action, camera.pk, camera.stream_url_redacted, actor)
         await database_sync_to_async(audit_record)(
             action=action,
-            actor=f"user:{user.get_username()}",
-            user_id=user.pk,
+            actor=actor,
+            user_id=user_id,
+            partner_id=partner_id,
             object_type="camera",
             object_id=camera.pk,
-            details=details or {},
+            details=details,
         )

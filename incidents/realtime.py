@@ -85,10 +85,26 @@ class IncidentMessage(TypedDict):
     incident: IncidentPayload
 
 
+class SharePayload(TypedDict):
+    """A video share as operators see it (never its token: that goes to the partner only)."""
+
+    id: int
+    partner: str
+    partner_name: str
+    cameras: list[int]
+    legal_basis: str
+    created_by: str | None
+    starts_at: str
+    expires_at: str
+    ended_at: str | None
+    end_reason: str
+    active: bool
+
+
 class ShareMessage(TypedDict):
     type: Literal["share.created", "share.ended"]
     incident: int
-    share: dict[str, object]
+    share: SharePayload
 
 
 class CameraStatusMessage(TypedDict):

@@ -30,6 +30,7 @@ from incidents.models import (
 from incidents.realtime import incident_created_publish_on_commit, incident_publish_on_commit
 from incidents.selectors import incident_ranked_cameras_remember
 from partners.models import Partner
+from partners.sharing import shares_end_for_incident, shares_follow, shares_on_intake
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,9 @@ def incident_create(*, partner: Partner, event: EventIn, request_id: str) -> Inc
         request_id=request_id,
     )
     incident_created_publish_on_commit(incident)
+    # The rule engine: "on event" types share live video with their sender at once,
+    # in this transaction, so the 201 already carries the share.
+    shares_on_intake(incident=incident, request_id=request_id)
     return incident
 
 
@@ -155,6 +159,7 @@ def incident_location_add(
             locked.accuracy_m = accuracy_m
             locked.save(update_fields=["location", "accuracy_m", "updated_at"])
             incident_cameras_rank(incident=locked)
+            shares_follow(incident=locked)  # the partner's viewer switches to the new nearest cameras
         TimelineEntry.objects.create(
             incident=locked,
             kind=TimelineKind.LOCATION,
@@ -197,5 +202,6 @@ def incident_cancel(*, incident: Incident, request_id: str = "") -> Incident:
             object_id=locked.pk,
             request_id=request_id,
         )
+        shares_end_for_incident(incident_id=locked.pk)
         incident_publish_on_commit("incident.updated", locked.pk)
     return locked

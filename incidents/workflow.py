@@ -18,6 +18,8 @@ from audit.services import audit_record
 from incidents.models import OPEN_STATUSES, Incident, IncidentStatus, TimelineEntry, TimelineKind
 from incidents.realtime import incident_publish_on_commit
 from incidents.selectors import watched_center_ids
+from partners.notify import dispatch_relay, incident_status_notify
+from partners.sharing import shares_end_for_incident
 
 
 class WorkflowError(Exception):
@@ -89,6 +91,7 @@ def incident_acknowledge(*, user: AbstractBaseUser, incident_id: int) -> Inciden
             text="",
             action="incident.acknowledge",
         )
+        incident_status_notify(incident=incident)
     return incident
 
 
@@ -144,6 +147,9 @@ def incident_request_dispatch(
             target=target,
             reason=reason,
         )
+        incident_status_notify(incident=incident)
+        # The relay to 112/119: summary plus a live share link where the gate allows it.
+        dispatch_relay(incident=incident, user=user, target=target, reason=reason)
     return incident
 
 
@@ -166,6 +172,8 @@ def incident_close(*, user: AbstractBaseUser, incident_id: int, outcome: str, te
             action="incident.close",
             outcome=outcome,
         )
+        shares_end_for_incident(incident_id=incident.pk)
+        incident_status_notify(incident=incident)
     return incident
 
 

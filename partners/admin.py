@@ -474,3 +474,6 @@ class AgreementAdmin(AuditedAdmin):
     @admin.display(description=_("allowed event types"))
     def allowed_types(self, obj: Agreement) -> str:
         return ", ".join(t.event_type for t in obj.event_types.all())
+
+
+from partners import admin_shares  # noqa: E402, F401  (shares and webhook log, read-only)

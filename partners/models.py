@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from cameras.models import Center
+from cameras.models import Camera, Center
 from incidents.catalogue import EVENT_TYPE_CHOICES, PartnerKind, SharePolicy
 
 
@@ -79,6 +82,11 @@ class Agreement(models.Model):
     centers = models.ManyToManyField(
         Center, blank=True, verbose_name=_("centres covered"), help_text=_("Empty: every centre.")
     )
+    viewer_networks = models.TextField(
+        _("viewer networks"),
+        blank=True,
+        help_text=_("IP ranges (CIDR, one per line) the partner's staff open share links from. Empty: any."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -94,6 +102,17 @@ class Agreement(models.Model):
 
     def is_valid_now(self) -> bool:
         return self.is_valid_on(timezone.localdate())
+
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(line.strip(), strict=False) for line in self.viewer_networks.split() if line
+        ]
+
+    def clean(self) -> None:
+        try:
+            self.networks()
+        except ValueError as exc:
+            raise ValidationError({"viewer_networks": str(exc)}) from exc
 
 
 class AgreementEventType(models.Model):
@@ -133,3 +152,138 @@ class CapEventMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cap_event}/{self.cap_category or '*'} → {self.event_type}"
+
+
+class Share(models.Model):
+    """Live video of an incident's cameras provided to one partner, on a stated legal basis.
+
+    The token that opens `/shared/<token>/` is never stored. It is derived as
+    HMAC-SHA256(SHARE_TOKEN_SECRET, "share:" + token_nonce) (256 bits): the server can
+    re-derive it to show the partner its `viewer_url` in the API and webhooks, while a
+    leaked database (nonce and sha256 only) opens nothing without the secret. Lookups
+    go by `token_hash` = sha256(token). Rotating the secret voids every open link.
+
+    `created_by` is null when the rule engine shared automatically at intake.
+    `ended_at` is set exactly once, when the share stops (expiry, revocation, incident
+    closed); it is what makes "share.ended" happen once however many workers look.
+    """
+
+    class EndReason(models.TextChoices):
+        EXPIRED = "expired", _("expired")
+        REVOKED = "revoked", _("revoked")
+        INCIDENT_CLOSED = "incident_closed", _("incident closed")
+
+    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="shares")
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="shares")
+    agreement = models.ForeignKey(Agreement, on_delete=models.PROTECT, related_name="shares")
+    cameras: models.ManyToManyField[Camera, ShareCamera] = models.ManyToManyField(
+        "cameras.Camera", through="ShareCamera", related_name="shares"
+    )
+    follows_subject = models.BooleanField(_("follows the subject"), default=True)
+    event_type = models.CharField(_("event type"), max_length=40)
+    legal_basis = models.CharField(_("legal basis"), max_length=300)
+    reason = models.TextField(_("operator's reason"), blank=True)
+    purpose = models.CharField(_("purpose"), max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    starts_at = models.DateTimeField(_("starts"))
+    expires_at = models.DateTimeField(_("expires"))
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    end_reason = models.CharField(_("end reason"), max_length=20, choices=EndReason.choices, blank=True)
+    token_nonce = models.CharField(max_length=64, unique=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        verbose_name = _("video share")
+        verbose_name_plural = _("video shares")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["incident", "partner"], name="share_incident_partner"),
+            models.Index(fields=["expires_at"], condition=models.Q(ended_at__isnull=True), name="share_open"),
+        ]
+
+    def __str__(self) -> str:
+        return f"share #{self.pk} of incident {self.incident_id} to {self.partner_id}"
+
+    def is_active(self, now: dt.datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return self.ended_at is None and self.revoked_at is None and self.starts_at <= now < self.expires_at
+
+
+class ShareCamera(models.Model):
+    """A camera in a share, in the incident's distance order (re-ranked as the subject moves)."""
+
+    share = models.ForeignKey(Share, on_delete=models.CASCADE, related_name="share_cameras")
+    camera = models.ForeignKey("cameras.Camera", on_delete=models.PROTECT, related_name="+")
+    rank = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["share", "rank"]
+        constraints = [models.UniqueConstraint(fields=["share", "camera"], name="share_camera_once")]
+
+    def __str__(self) -> str:
+        return f"{self.share_id}: {self.camera_id} (#{self.rank})"
+
+
+class WebhookMessage(models.Model):
+    """One outbound webhook to a partner (an outbox row, written in the action's transaction).
+
+    The Celery task delivers it; `idempotency_key` is sent on every attempt so the partner
+    can drop repeats. `state` moves pending → delivered | failed (gave up).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("pending")
+        DELIVERED = "delivered", _("delivered")
+        FAILED = "failed", _("gave up")
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="webhooks")
+    event = models.CharField(_("event"), max_length=40)
+    payload = models.JSONField(_("payload"))
+    idempotency_key = models.CharField(_("idempotency key"), max_length=64, unique=True)
+    state = models.CharField(_("state"), max_length=12, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook message")
+        verbose_name_plural = _("webhook messages")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], condition=models.Q(state="pending"), name="webhook_pending"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.partner_id} ({self.state})"
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to deliver a webhook: the delivery log admins read."""
+
+    message = models.ForeignKey(WebhookMessage, on_delete=models.CASCADE, related_name="deliveries")
+    attempt = models.PositiveSmallIntegerField(_("attempt"))
+    at = models.DateTimeField(_("at"), auto_now_add=True)
+    url = models.URLField(_("URL"))
+    status_code = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    error = models.CharField(_("error"), max_length=300, blank=True)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
+    succeeded = models.BooleanField(_("succeeded"), default=False)
+
+    class Meta:
+        verbose_name = _("webhook delivery attempt")
+        verbose_name_plural = _("webhook delivery attempts")
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} attempt {self.attempt}: {self.status_code or self.error}"

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
+import re
 
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from partners.models import AgreementEventType, ApiKey
+from partners.models import Agreement, AgreementEventType, ApiKey, Share, ShareCamera
 
 KEY_SCHEME = "scn"
 
@@ -51,3 +54,47 @@ def allowed_event_type(
         .order_by("-agreement__valid_from")
         .first()
     )
+
+
+def shares_active(*, incident_id: int, partner_id: int) -> QuerySet[Share]:
+    """A partner's shares of an incident that are open right now, cameras in rank order."""
+    now = timezone.now()
+    return (
+        Share.objects.filter(
+            incident_id=incident_id,
+            partner_id=partner_id,
+            ended_at__isnull=True,
+            starts_at__lte=now,
+            expires_at__gt=now,
+        )
+        .prefetch_related(Prefetch("share_cameras", queryset=ShareCamera.objects.order_by("rank")))
+        .order_by("expires_at")
+    )
+
+
+TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+def share_by_token(token: str) -> Share | None:
+    """The share a link token opens, ended or not; None for anything that is not one.
+
+    Only the token's SHA-256 is looked up: the token itself is in no table.
+    """
+    if not TOKEN_SHAPE.match(token):
+        return None
+    token_hash = hashlib.sha256(token.encode()).hexdigest()
+    return (
+        Share.objects.select_related("incident", "partner", "agreement").filter(token_hash=token_hash).first()
+    )
+
+
+def address_allowed(*, agreement: Agreement, address: str | None) -> bool:
+    """Whether a viewer at `address` may open the agreement's shares (no ranges: anyone with the link)."""
+    networks = agreement.networks()
+    if not networks:
+        return True
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)

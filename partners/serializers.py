@@ -17,6 +17,7 @@ from incidents.catalogue import EVENT_TYPES
 from incidents.models import Incident
 from incidents.selectors import incident_ranked_cameras
 from incidents.services import EventIn
+from partners.sharing import share_viewer_url
 
 
 class StrictFloatField(serializers.FloatField):
@@ -157,7 +158,7 @@ def incident_for_partner(incident: Incident, *, detail: bool = False) -> dict[st
         "occurred_at": incident.occurred_at.isoformat(),
         "received_at": incident.received_at.isoformat(),
         "cameras": cameras,
-        "shares": [],  # live-video shares arrive with the sharing work (issue 6)
+        "shares": shares_for_partner(incident),
     }
     if detail:
         body["address"] = incident.address
@@ -167,6 +168,20 @@ def incident_for_partner(incident: Incident, *, detail: bool = False) -> dict[st
             for entry in incident.timeline.filter(partner_visible=True).order_by("at", "pk")
         ]
     return body
+
+
+def shares_for_partner(incident: Incident) -> list[dict[str, Any]]:
+    """The sender's own active shares of its incident; relays to other partners never show here."""
+    from partners.selectors import shares_active
+
+    return [
+        {
+            "viewer_url": share_viewer_url(share),
+            "cameras": [link.camera_id for link in share.share_cameras.all()],
+            "expires_at": share.expires_at.isoformat(),
+        }
+        for share in shares_active(incident_id=incident.pk, partner_id=incident.partner_id)
+    ]
 
 
 # --- response shapes, for the OpenAPI schema (incident_for_partner builds the data) -------

@@ -323,3 +323,28 @@ CELERY_BEAT_SCHEDULE["incidents-escalate"] = {
     "task": "incidents.tasks.escalate_overdue",
     "schedule": float(os.environ.get("ESCALATION_CHECK_EVERY_S", "5")),
 }
+
+# --- Shares and outbound webhooks (issue 6: partners/sharing.py, partners/webhooks.py) ---
+# Absolute base of the share links partners receive (`viewer_url`).
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Key share tokens are derived with (HMAC); changing it voids every open share link.
+SHARE_TOKEN_SECRET = os.environ.get("SHARE_TOKEN_SECRET", "") or SECRET_KEY
+# How many of the incident's nearest cameras a share carries.
+SHARE_CAMERA_COUNT = int(os.environ.get("SHARE_CAMERA_COUNT", "4"))
+# An open share video socket re-reads its share this often (revocations also arrive at once).
+SHARE_SOCKET_RECHECK_S = float(os.environ.get("SHARE_SOCKET_RECHECK_S", "5"))
+# Unknown share tokens tried from one address per minute before 429 (guessing).
+SHARE_GUESS_LIMIT_PER_MINUTE = int(os.environ.get("SHARE_GUESS_LIMIT_PER_MINUTE", "30"))
+WEBHOOK_TIMEOUT_S = float(os.environ.get("WEBHOOK_TIMEOUT_S", "5"))
+WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "8"))
+WEBHOOK_BACKOFF_BASE_S = float(os.environ.get("WEBHOOK_BACKOFF_BASE_S", "2"))
+WEBHOOK_BACKOFF_MAX_S = float(os.environ.get("WEBHOOK_BACKOFF_MAX_S", "600"))
+WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", True)
+CELERY_BEAT_SCHEDULE["partners-shares-expire"] = {
+    "task": "partners.tasks.shares_expire",
+    "schedule": float(os.environ.get("SHARE_EXPIRY_CHECK_EVERY_S", "2")),
+}
+CELERY_BEAT_SCHEDULE["partners-webhooks-sweep"] = {
+    "task": "partners.tasks.webhooks_sweep",
+    "schedule": float(os.environ.get("WEBHOOK_SWEEP_EVERY_S", "30")),
+}

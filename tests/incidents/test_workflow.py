@@ -120,7 +120,8 @@ def test_note_dispatch_and_close_are_on_the_timeline(two_centres):
     assert dispatched.json()["status"] == "dispatched"
     assert closed.json()["status"] == "closed"
     kinds = list(Incident.objects.get(pk=incident.pk).timeline.values_list("kind", flat=True))
-    assert kinds == [TimelineKind.NOTE, TimelineKind.DISPATCH, TimelineKind.CLOSED]
+    # The dispatch request to 112 relays a live share to the police sender (issue 6).
+    assert kinds == [TimelineKind.NOTE, TimelineKind.DISPATCH, TimelineKind.SHARE, TimelineKind.CLOSED]
     assert (
         kim.post(f"{url}/close/", {"outcome": "resolved"}, content_type="application/json").status_code == 400
     )

@@ -36,7 +36,11 @@ def test_event_becomes_an_incident_at_the_covering_centre_with_nearest_cameras(
     assert len(body["cameras"]) == 2
     assert body["cameras"][0]["distance_m"] == pytest.approx(55.5, abs=1)
     assert set(body["cameras"][0]) == {"id", "name", "distance_m"}
-    assert body["shares"] == []
+    # police.emergency_video shares live video with its sender on event (DESIGN §3).
+    [share] = body["shares"]
+    assert set(share) == {"viewer_url", "cameras", "expires_at"}
+    assert share["cameras"] == [c["id"] for c in body["cameras"]]
+    assert share["viewer_url"].startswith("http://127.0.0.1:8000/shared/")
     assert Incident.objects.filter(pk=body["id"], center=junggu).exists()
 
 
@@ -282,8 +286,10 @@ def test_partner_reads_its_own_incident_with_timeline(police, junggu):
     body = response.json()
     assert body["id"] == created["id"]
     assert body["status"] == "new"
-    assert body["timeline"][0]["kind"] == "received"
-    assert body["shares"] == []
+    assert [entry["kind"] for entry in body["timeline"]] == ["received", "share"]
+    assert [share["viewer_url"] for share in body["shares"]] == [
+        share["viewer_url"] for share in created["shares"]
+    ]
 
 
 def test_another_partners_incident_is_404(police, fire, junggu):
