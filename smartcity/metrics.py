@@ -15,7 +15,6 @@ import ipaddress
 import threading
 from collections.abc import Iterator
 
-from django.apps import apps
 from django.conf import settings
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
@@ -58,6 +57,7 @@ def exposition() -> Iterator[str]:
     from audit.models import AuditEntry
     from cameras.relay import relay_status
     from incidents.models import OPEN_STATUSES, Incident
+    from partners.models import WebhookDelivery
 
     received = Incident.objects.count()
     recent = Incident.objects.filter(received_at__gte=timezone.now() - dt.timedelta(minutes=1)).count()
@@ -104,15 +104,10 @@ def exposition() -> Iterator[str]:
     yield from metric(
         "safenet_video_viewers", "gauge", "Live video sockets on this process.", [("", relays["viewers"])]
     )
-    if apps.is_installed("partners") and "webhookdelivery" in apps.get_app_config("partners").models:
-        delivery = apps.get_model("partners", "WebhookDelivery")
-        failed = delivery.objects.exclude(succeeded=True).count() if hasattr(delivery, "succeeded") else 0
-        yield from metric(
-            "safenet_webhook_failures_total",
-            "counter",
-            "Webhook delivery attempts that failed.",
-            [("", failed)],
-        )
+    failed = WebhookDelivery.objects.filter(succeeded=False).count()
+    yield from metric(
+        "safenet_webhook_failures_total", "counter", "Webhook delivery attempts that failed.", [("", failed)]
+    )
 
 
 def allowed(request: HttpRequest) -> bool:

@@ -31,7 +31,12 @@ def test_monitoring_sees_incident_counts(client: Client, center_factory) -> None
     assert after["safenet_incidents_received_total"] == before["safenet_incidents_received_total"] + 1
     assert after["safenet_events_last_minute"] == before["safenet_events_last_minute"] + 1
     assert after['safenet_incidents_open{status="new"}'] == before['safenet_incidents_open{status="new"}'] + 1
-    for name in ("safenet_operator_sockets", "safenet_video_relays", "safenet_video_viewers"):
+    for name in (
+        "safenet_operator_sockets",
+        "safenet_video_relays",
+        "safenet_video_viewers",
+        "safenet_webhook_failures_total",
+    ):
         assert name in after
 
 

@@ -25,6 +25,7 @@ from playwright.sync_api import expect, sync_playwright
 from cameras.models import Camera, CameraStatus, Center, StaffProfile, StaffRole
 from cameras.selectors import make_point
 from partners.services import api_key_create
+from tests.browser.helpers import wait_js
 from tests.fixtures.live_server import LiveDaphne, live_daphne  # noqa: F401  (fixture)
 from tests.partners.conftest import SEOUL_CITY_HALL, event_body, partner_with_agreement
 
@@ -180,7 +181,7 @@ def test_event_reaches_both_operators_and_acknowledgement_is_seen_by_the_other(
             expect(page.locator(f"{row} .age")).to_have_text(re.compile(r"^00:0\d$"))
         # …and on A's map, where the tiles are unreachable: the offline map still shows it.
         expect(page_a.locator(f'#map [data-incident-marker="{incident["id"]}"]')).to_be_visible()
-        page_a.wait_for_function("window.dashboard.tilesOffline() && window.dashboard.cameraCount() === 4")
+        wait_js(page_a, "window.dashboard.tilesOffline() && window.dashboard.cameraCount() === 4")
         assert page_a.evaluate("window.dashboard.beeps()") == 1  # the emergency, not the routine search
 
         # B is looking at the incident; A takes it.

@@ -20,6 +20,7 @@ from playwright.sync_api import expect, sync_playwright
 from cameras.models import Camera, CameraStatus, Center
 from cameras.selectors import make_point
 from partners.services import api_key_create
+from tests.browser.helpers import wait_js
 from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS, log_in, operator_of, post_event
 from tests.fixtures.live_server import LiveDaphne, live_daphne, live_env  # noqa: F401  (fixture)
 from tests.fixtures.rtsp import RtspServer, free_port
@@ -104,7 +105,7 @@ def video_state(page: Any, selector: str) -> dict[str, Any]:
 
 def assert_plays(page: Any, selector: str, width: int, height: int) -> None:
     """readyState ≥ 2, the real picture size, and time moving on by itself."""
-    page.wait_for_function(PLAYING, arg=selector, timeout=PLAY_WAIT_MS)
+    wait_js(page, PLAYING, arg=selector, timeout=PLAY_WAIT_MS)
     first = video_state(page, selector)
     page.wait_for_timeout(1500)
     later = video_state(page, selector)
@@ -163,7 +164,7 @@ def test_an_operator_watches_an_h264_camera_live(
         # destroy() closes the socket and removes everything it built.
         page.evaluate(f"window.probes[{camera.pk}].destroy()")
         expect(page.locator(f"#probe-{camera.pk} .live-player")).to_have_count(0)
-        page.wait_for_function("window.openCameraSockets().length === 0")
+        wait_js(page, "window.openCameraSockets().length === 0")
         assert not errors, errors
 
 
@@ -188,18 +189,19 @@ def test_the_player_keeps_to_the_live_edge_and_comes_back_by_itself(
         assert_plays(page, video, 320, 240)
 
         # Far behind (a hidden tab, a stall): the player jumps to the newest frame.
-        page.wait_for_function(
+        wait_js(
+            page,
             "(s) => { const v = document.querySelector(s); return v.buffered.end(0) - v.buffered.start(0) > 4.5; }",
             arg=video,
             timeout=PLAY_WAIT_MS,
         )
         jumps = page.evaluate(f"window.probes[{camera.pk}].stats.jumps")
         page.evaluate(SEEK_BACK, {"selector": video, "to": "start"})
-        page.wait_for_function(f"window.probes[{camera.pk}].stats.jumps > {jumps}", timeout=3000)
+        wait_js(page, f"window.probes[{camera.pk}].stats.jumps > {jumps}", timeout=3000)
         assert page.evaluate(BEHIND, video) < 1.5
         # A little behind: it catches up by playing faster, without a jump.
         page.evaluate(SEEK_BACK, {"selector": video, "to": 2})
-        page.wait_for_function(f"document.querySelector('{video}').playbackRate > 1", timeout=3000)
+        wait_js(page, f"document.querySelector('{video}').playbackRate > 1", timeout=3000)
 
         # The camera goes away: greyed "offline"; it returns: live again, no reload.
         server.stop()
@@ -254,7 +256,7 @@ def test_an_h265_camera_shows_codec_not_supported(
         expect(root.locator(".live-message")).to_be_visible()
         expect(root.locator(".live-message")).to_contain_text("hvc1.")
         # It gives up on the stream rather than downloading video it cannot show.
-        page.wait_for_function("window.openCameraSockets().length === 0")
+        wait_js(page, "window.openCameraSockets().length === 0")
         page.screenshot(path=str(ARTIFACTS / "player-h265-unsupported.png"))
         assert not errors, errors
 
@@ -391,7 +393,7 @@ def test_dashboard_tiles_play_the_selected_incidents_cameras_enlarge_and_go_away
         page.click(f'#queue [data-incident-id="{second["id"]}"]')
         expect(tiles).to_have_count(1)
         assert page.evaluate("window.dashboard.videoTiles()") == [far.pk]
-        page.wait_for_function(f"JSON.stringify(window.openCameraSockets()) === '[{far.pk}]'")
+        wait_js(page, f"JSON.stringify(window.openCameraSockets()) === '[{far.pk}]'")
         assert_plays(page, f'.video-tile[data-camera-id="{far.pk}"] video', 640, 480)
         assert not errors, errors
 
