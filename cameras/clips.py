@@ -61,13 +61,17 @@ def clip_storage_dir() -> Path:
     return Path(settings.CLIP_STORAGE_DIR)
 
 
-def clip_file_path(clip: Clip) -> Path | None:
-    """The clip's file, only if it lies inside the storage directory (never a path from elsewhere)."""
+def clip_file_path(clip: Clip, root: Path | None = None) -> Path | None:
+    """The clip's file, only if it lies inside the storage directory (never a path from elsewhere).
+
+    Checked lexically (no file-system calls: the purge asks this 100,000 times); the
+    final component is opened with O_NOFOLLOW where it matters.
+    """
     if not clip.file:
         return None
-    root = clip_storage_dir().resolve()
-    path = (root / clip.file).resolve()
-    return path if path.is_relative_to(root) else None
+    root = root or Path(os.path.abspath(clip_storage_dir()))
+    path = Path(os.path.normpath(root / clip.file))
+    return path if path.is_relative_to(root) and path != root else None
 
 
 def clip_relative_name(clip: Clip, captured_at: dt.datetime) -> str:
