@@ -124,6 +124,9 @@ def make_expired_clips(storage: Path, count: int) -> None:
                 )
             )
         Clip.objects.bulk_create(batch)
+    # Real clips were written weeks before they expire: their data is on disk, not
+    # waiting in the page cache for the purge's flush to write it out.
+    os.sync()
 
 
 def bench_camera() -> Camera:

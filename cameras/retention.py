@@ -32,6 +32,17 @@ log = logging.getLogger(__name__)
 
 OVERWRITE_BLOCK = 1 << 20
 FILE_THREADS = 4
+# What a destruction needs from each row: loading only these keeps 100,000 rows cheap.
+DESTRUCTION_FIELDS = (
+    "id",
+    "camera_id",
+    "incident_id",
+    "file",
+    "sha256",
+    "period_start",
+    "period_end",
+    "expires_at",
+)
 
 
 @dataclass
@@ -59,7 +70,8 @@ def clips_purge_expired(*, now: dt.datetime | None = None, batch_size: int = 100
     result = PurgeResult()
     while True:
         with transaction.atomic():
-            batch = list(clips_purge_due(now=now).select_for_update(skip_locked=True)[:batch_size])
+            due = clips_purge_due(now=now).select_for_update(skip_locked=True).only(*DESTRUCTION_FIELDS)
+            batch = list(due[:batch_size])
             if not batch:
                 return result
             root = Path(os.path.abspath(settings.CLIP_STORAGE_DIR))
