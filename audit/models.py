@@ -35,7 +35,17 @@ class AuditEntry(models.Model):
         verbose_name = _("audit entry")
         verbose_name_plural = _("audit entries")
         ordering = ["id"]
-        indexes = [models.Index(fields=["object_type", "object_id"])]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"]),
+            # The ledger filters by date range.
+            models.Index(fields=["at"], name="audit_entry_at_idx"),
+            # The ledger finds the end of each viewing: the next stop of the same camera.
+            models.Index(
+                fields=["object_id", "id"],
+                name="audit_view_stop_idx",
+                condition=models.Q(action="video.view_stop", object_type="camera"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} by {self.actor}"

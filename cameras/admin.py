@@ -82,3 +82,7 @@ class StaffProfileAdmin(admin.ModelAdmin):
     list_display = ["user", "role", "center"]
     list_filter = ["role", "center"]
     autocomplete_fields = ["user"]
+
+
+# Saved clips have an admin of their own (legal holds go through cameras.clips).
+from cameras import clip_admin  # noqa: E402, F401

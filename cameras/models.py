@@ -182,3 +182,84 @@ class StaffSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class ClipStatus(models.TextChoices):
+    PENDING = "pending", _("waiting to record")
+    RECORDING = "recording", _("recording")
+    READY = "ready", _("ready")
+    FAILED = "failed", _("failed")
+    DESTROYED = "destroyed", _("destroyed")
+
+
+class Clip(models.Model):
+    """Footage of one camera saved for an incident: a real MP4 file in `CLIP_STORAGE_DIR`.
+
+    Kept until `expires_at` (capture time + the camera's effective retention days), then
+    destroyed by the retention purge: the file is overwritten and removed, the row stays
+    (with `destroyed_at`) so the ledger keeps pointing at what existed. `legal_hold`
+    exempts a clip from the purge; setting or clearing it needs a reason and is audited
+    (`cameras.clips`).
+    """
+
+    camera = models.ForeignKey(
+        Camera, verbose_name=_("camera"), on_delete=models.PROTECT, related_name="clips"
+    )
+    incident = models.ForeignKey(
+        "incidents.Incident",
+        verbose_name=_("incident"),
+        on_delete=models.PROTECT,
+        related_name="clips",
+        null=True,
+        blank=True,
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("saved by"),
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("requested at"), auto_now_add=True)
+    requested_seconds = models.PositiveIntegerField(_("requested length (s)"))
+    status = models.CharField(
+        _("status"), max_length=12, choices=ClipStatus.choices, default=ClipStatus.PENDING
+    )
+    error = models.CharField(_("error"), max_length=200, blank=True)
+    recording_started_at = models.DateTimeField(null=True, blank=True)
+    period_start = models.DateTimeField(_("footage from"), null=True, blank=True)
+    period_end = models.DateTimeField(_("footage until"), null=True, blank=True)
+    file = models.CharField(
+        _("file"), max_length=300, blank=True, help_text=_("Relative to CLIP_STORAGE_DIR.")
+    )
+    size_bytes = models.BigIntegerField(_("size (bytes)"), null=True, blank=True)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    expires_at = models.DateTimeField(_("expires at"))
+    legal_hold = models.BooleanField(_("legal hold"), default=False)
+    legal_hold_reason = models.CharField(_("legal hold reason"), max_length=300, blank=True)
+    legal_hold_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("legal hold by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    legal_hold_at = models.DateTimeField(_("legal hold since"), null=True, blank=True)
+    destroyed_at = models.DateTimeField(_("destroyed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("saved clip")
+        verbose_name_plural = _("saved clips")
+        ordering = ["-created_at"]
+        indexes = [
+            # The purge's question, answered from a small index however many clips were ever kept.
+            models.Index(
+                fields=["expires_at"],
+                name="clip_purge_due_idx",
+                condition=models.Q(destroyed_at__isnull=True, legal_hold=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"clip #{self.pk} camera {self.camera_id}"

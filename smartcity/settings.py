@@ -348,3 +348,14 @@ CELERY_BEAT_SCHEDULE["partners-webhooks-sweep"] = {
     "task": "partners.tasks.webhooks_sweep",
     "schedule": float(os.environ.get("WEBHOOK_SWEEP_EVERY_S", "30")),
 }
+
+# --- Ledger, saved clips and retention (issue 7).
+CLIP_STORAGE_DIR = Path(os.environ.get("CLIP_STORAGE_DIR", str(BASE_DIR / ".run" / "clips")))
+CLIP_MAX_SECONDS = int(os.environ.get("CLIP_MAX_SECONDS", "300"))
+CLIP_PURGE_FSYNC = env_bool("CLIP_PURGE_FSYNC", True)  # flush the overwrite to disk before removing
+CLIP_DUE_WARNING_HOURS = float(os.environ.get("CLIP_DUE_WARNING_HOURS", "24"))
+LEDGER_PAGE_SIZE = int(os.environ.get("LEDGER_PAGE_SIZE", "50"))
+CELERY_BEAT_SCHEDULE["cameras-purge-footage"] = {
+    "task": "cameras.tasks.purge_footage",
+    "schedule": float(os.environ.get("CLIP_PURGE_EVERY_S", "300")),
+}

@@ -15,6 +15,8 @@ urlpatterns = [
     path("centres/", camera_views.overview, name="overview"),
     path("", include("incidents.urls")),
     path("", include("partners.page_urls")),
+    path("", include("cameras.urls")),
+    path("audit/", include("audit.urls")),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("logout/everywhere/", camera_views.logout_everywhere, name="logout-everywhere"),

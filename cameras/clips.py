@@ -1,0 +1,367 @@
+"""Saved clips: an operator keeps the next N seconds of a camera for an incident.
+
+The request (`clip_request`) only writes a pending row; a Celery task (`clip_record`)
+then opens the camera's RTSP stream itself, remuxes N seconds (no decoding) into a
+plain MP4 with `faststart` (the index up front, so players start at once), stores it
+under `CLIP_STORAGE_DIR`, and records its SHA-256. Every save, download and legal-hold
+change is audited in the same transaction as the change itself.
+
+The relay's GOP cache lives in whichever Daphne process serves the camera's viewers
+and holds at most one GOP, so "the last N seconds" cannot be taken from it by a worker
+on another host: only footage from the moment of the request on is saved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit.services import audit_record
+from cameras.access import camera_viewable_by
+from cameras.models import Camera, Clip, ClipStatus, StaffRole
+from cameras.relay import OPEN_TIMEOUT_S, READ_TIMEOUT_S, RTSP_OPTIONS, describe
+from incidents.models import OPEN_STATUSES, Incident
+from incidents.selectors import staff_of, watched_center_ids
+
+log = logging.getLogger(__name__)
+
+# Seconds to wait for the first keyframe (and the RTSP handshake) on top of the length asked.
+CAPTURE_GRACE_S = 15.0
+# A clip still "recording" this long after its length is taken to be orphaned by a dead worker.
+STALE_RECORDING_S = 120
+
+
+class ClipError(Exception):
+    """A clip request or action that cannot be done; the message is shown to the user."""
+
+
+class ClipNotAllowed(ClipError):
+    pass
+
+
+# -- files -------------------------------------------------------------------------
+
+
+def clip_storage_dir() -> Path:
+    return Path(settings.CLIP_STORAGE_DIR)
+
+
+def clip_file_path(clip: Clip, root: Path | None = None) -> Path | None:
+    """The clip's file, only if it lies inside the storage directory (never a path from elsewhere).
+
+    Checked lexically (no file-system calls: the purge asks this 100,000 times); the
+    final component is opened with O_NOFOLLOW where it matters.
+    """
+    if not clip.file:
+        return None
+    root = root or Path(os.path.abspath(clip_storage_dir()))
+    path = Path(os.path.normpath(root / clip.file))
+    return path if path.is_relative_to(root) and path != root else None
+
+
+def clip_relative_name(clip: Clip, captured_at: dt.datetime) -> str:
+    local = timezone.localtime(captured_at)
+    code = re.sub(r"[^A-Za-z0-9_-]+", "_", clip.camera.code)[:40] or "camera"
+    return f"{local:%Y/%m/%d}/clip-{clip.pk}-{code}-{local:%Y%m%dT%H%M%S}.mp4"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- capture -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Captured:
+    started_at: dt.datetime
+    duration_s: float
+    frames: int
+
+
+def capture_next_seconds(*, url: str, seconds: float, path: Path) -> Captured:
+    """Remux `seconds` of the camera's video, from its next keyframe, into an MP4 at `path`.
+
+    Timestamps are rebased to start at 0 and kept strictly increasing (the first RTSP
+    packets often carry none). Stops at the asked length of *video*, or when the wall
+    clock says the camera is stalling.
+    """
+    source = av.open(url, options=RTSP_OPTIONS, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+    try:
+        stream = source.streams.video[0]
+        time_base = stream.time_base or Fraction(1, 90000)
+        rate = stream.average_rate or stream.guessed_rate or 25
+        frame_ticks = max(1, round(1 / (Fraction(rate) * time_base)))
+        limit_ticks = round(seconds / time_base)
+        deadline = time.monotonic() + seconds + CAPTURE_GRACE_S
+        with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as output:
+            target = output.add_stream_from_template(stream)
+            started_at: dt.datetime | None = None
+            first_dts: int | None = None
+            last_dts = -frame_ticks
+            frames = 0
+            for packet in source.demux(stream):
+                if time.monotonic() > deadline:
+                    break
+                if not packet.size or (started_at is None and not packet.is_keyframe):
+                    continue  # nothing decodes before the first keyframe
+                if started_at is None:
+                    started_at = timezone.now()
+                dts = packet.dts if packet.dts is not None else packet.pts
+                if first_dts is None and dts is not None:
+                    first_dts = dts - (last_dts + frame_ticks)
+                out_dts = last_dts + frame_ticks if dts is None or first_dts is None else dts - first_dts
+                out_dts = max(out_dts, last_dts + 1)
+                if out_dts >= limit_ticks:
+                    break
+                offset = packet.pts - packet.dts if packet.pts is not None and packet.dts is not None else 0
+                packet.dts, packet.pts = out_dts, out_dts + max(0, offset)
+                packet.stream = target
+                output.mux(packet)
+                last_dts = out_dts
+                frames += 1
+    finally:
+        source.close()
+    if started_at is None or frames == 0:
+        raise ClipError("no video arrived from the camera")
+    return Captured(started_at, float((last_dts + frame_ticks) * time_base), frames)
+
+
+# -- request and record ------------------------------------------------------------
+
+
+def clip_request(*, user: AbstractBaseUser, incident_id: int, camera_id: int, seconds: int) -> Clip:
+    """Ask for the next `seconds` of a camera for an open incident of the user's centre.
+
+    Writes a pending clip and, after commit, queues the recording task.
+    """
+    if not 1 <= seconds <= int(settings.CLIP_MAX_SECONDS):
+        raise ClipError(f"seconds must be between 1 and {settings.CLIP_MAX_SECONDS}")
+    centers = watched_center_ids(user)
+    if centers == []:
+        raise ClipNotAllowed("only operators, supervisors and administrators save clips")
+    with transaction.atomic():
+        incident = Incident.objects.filter(pk=incident_id).first()
+        if incident is None or (centers is not None and incident.center_id not in centers):
+            raise ClipNotAllowed("no such incident at your centre")
+        if incident.status not in OPEN_STATUSES:
+            raise ClipError("the incident is closed")
+        camera = Camera.objects.select_related("center").filter(pk=camera_id).exclude(stream_url="").first()
+        if camera is None or not camera_viewable_by(user, camera):
+            raise ClipNotAllowed("no such camera at your centre")
+        clip = Clip.objects.create(
+            camera=camera,
+            incident=incident,
+            created_by_id=user.pk,
+            requested_seconds=seconds,
+            # Provisional: set again from the real capture time once recorded.
+            expires_at=timezone.now() + dt.timedelta(days=camera.effective_retention_days),
+        )
+        clip_id = clip.pk
+        transaction.on_commit(lambda: clip_record_enqueue(clip_id))
+    return clip
+
+
+def clip_record_enqueue(clip_id: int) -> None:
+    from cameras.tasks import record_clip
+
+    record_clip.delay(clip_id)
+
+
+def clip_claim(*, clip_id: int) -> bool:
+    """Take the clip for recording: one worker only, even if the task is delivered twice."""
+    now = timezone.now()
+    stale = now - dt.timedelta(seconds=int(settings.CLIP_MAX_SECONDS) + CAPTURE_GRACE_S + STALE_RECORDING_S)
+    claimable = Q(status=ClipStatus.PENDING) | Q(status=ClipStatus.RECORDING, recording_started_at__lt=stale)
+    return bool(
+        Clip.objects.filter(claimable, pk=clip_id).update(
+            status=ClipStatus.RECORDING, recording_started_at=now
+        )
+    )
+
+
+def clip_record(*, clip_id: int) -> Clip | None:
+    """Record a claimed clip to its file and finish it (ready, with hash and expiry) or fail it."""
+    if not clip_claim(clip_id=clip_id):
+        return Clip.objects.filter(pk=clip_id).first()  # done, failed or being recorded elsewhere
+    clip = Clip.objects.select_related("camera__center").get(pk=clip_id)
+    partial = clip_storage_dir() / "partial" / f"clip-{clip.pk}.mp4"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        captured = capture_next_seconds(
+            url=clip.camera.stream_url, seconds=clip.requested_seconds, path=partial
+        )
+    except Exception as exc:  # the camera's fault, not ours: the clip says why, the worker lives on
+        partial.unlink(missing_ok=True)
+        reason = str(exc) if isinstance(exc, ClipError) else f"camera stream failed: {describe(exc)}"
+        log.warning("clip %s of camera %s failed: %s", clip.pk, clip.camera_id, reason)
+        Clip.objects.filter(pk=clip.pk).update(status=ClipStatus.FAILED, error=reason[:200])
+        return Clip.objects.get(pk=clip.pk)
+    return clip_finish(clip=clip, partial=partial, captured=captured)
+
+
+def clip_finish(*, clip: Clip, partial: Path, captured: Captured) -> Clip:
+    name = clip_relative_name(clip, captured.started_at)
+    final = clip_storage_dir() / name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with partial.open("rb") as handle:
+        os.fsync(handle.fileno())  # on disk before the row says it exists
+    os.replace(partial, final)
+    clip.file = name
+    clip.size_bytes = final.stat().st_size
+    clip.sha256 = file_sha256(final)
+    clip.period_start = captured.started_at
+    clip.period_end = captured.started_at + dt.timedelta(seconds=captured.duration_s)
+    clip.expires_at = captured.started_at + dt.timedelta(days=clip.camera.effective_retention_days)
+    clip.status = ClipStatus.READY
+    with transaction.atomic():
+        clip.save(
+            update_fields=[
+                "file",
+                "size_bytes",
+                "sha256",
+                "period_start",
+                "period_end",
+                "expires_at",
+                "status",
+            ]
+        )
+        username = clip.created_by.get_username() if clip.created_by else "system"
+        audit_record(
+            action="clip.saved",
+            actor=f"user:{username}",
+            user_id=clip.created_by_id,
+            object_type="clip",
+            object_id=clip.pk,
+            details=clip_audit_details(clip, reason="saved for incident"),
+        )
+    return clip
+
+
+def clip_audit_details(clip: Clip, **extra: Any) -> dict[str, Any]:
+    """The details every clip.* audit entry carries (shared vocabulary)."""
+    return {
+        "camera_id": clip.camera_id,
+        "incident_id": clip.incident_id,
+        "file": clip.file,
+        "sha256": clip.sha256,
+        "period_start": clip.period_start.isoformat() if clip.period_start else None,
+        "period_end": clip.period_end.isoformat() if clip.period_end else None,
+        **extra,
+    }
+
+
+# -- download ----------------------------------------------------------------------
+
+
+def clip_downloadable_by(user: AbstractBaseUser, clip: Clip) -> bool:
+    """Operators of the camera's centre, administrators, and privacy officers (inspections, requests)."""
+    if camera_viewable_by(user, clip.camera):
+        return True
+    staff = staff_of(user)
+    return staff is not None and staff.role == StaffRole.PRIVACY_OFFICER
+
+
+def clip_share_allows(*, token: str, clip: Clip) -> Any:
+    """Hook for partner downloads: the active share with `token` that allows this clip, or None.
+
+    Shares belong to partners (issue 6); until they offer a clip permission no token
+    opens a clip. Return the share (with `.pk` and `.partner`) to allow one.
+    """
+    return None
+
+
+def clip_download_start(
+    *, clip: Clip, user: AbstractBaseUser | None = None, share: Any = None, reason: str = ""
+) -> Path:
+    """The file to send for an allowed download, after the download is audited (clip.downloaded)."""
+    if clip.destroyed_at is not None:
+        raise ClipError("the clip was destroyed at the end of its retention period")
+    path = clip_file_path(clip)
+    if clip.status != ClipStatus.READY or path is None or not path.is_file():
+        raise ClipError("the clip is not ready")
+    details = clip_audit_details(clip, reason=reason)
+    with transaction.atomic():
+        if share is not None:
+            details.update(partner=share.partner.slug, share_id=share.pk)
+            audit_record(
+                action="clip.downloaded",
+                actor=f"partner:{share.partner.slug}",
+                partner_id=share.partner.pk,
+                object_type="clip",
+                object_id=clip.pk,
+                details=details,
+            )
+        elif user is not None:
+            audit_record(
+                action="clip.downloaded",
+                actor=f"user:{user.get_username()}",
+                user_id=user.pk,
+                object_type="clip",
+                object_id=clip.pk,
+                details=details,
+            )
+        else:
+            raise ClipError("a download needs a user or a share")
+    return path
+
+
+# -- legal hold --------------------------------------------------------------------
+
+
+def clip_legal_hold_set(*, clip_id: int, user: AbstractBaseUser, reason: str) -> Clip:
+    """Exempt a clip from the retention purge (an investigation, a court order). Needs a reason."""
+    return _legal_hold_change(clip_id=clip_id, user=user, reason=reason, hold=True)
+
+
+def clip_legal_hold_clear(*, clip_id: int, user: AbstractBaseUser, reason: str) -> Clip:
+    """Return a clip to the normal retention: it is purged at its expiry (or the next purge if past)."""
+    return _legal_hold_change(clip_id=clip_id, user=user, reason=reason, hold=False)
+
+
+def _legal_hold_change(*, clip_id: int, user: AbstractBaseUser, reason: str, hold: bool) -> Clip:
+    reason = reason.strip()
+    if not reason:
+        raise ClipError("a reason is required to set or clear a legal hold")
+    with transaction.atomic():
+        # Locked: the purge (skip_locked) passes over a clip whose hold is being decided.
+        clip = Clip.objects.select_for_update().filter(pk=clip_id).first()
+        if clip is None:
+            raise ClipError("no such clip")
+        if clip.destroyed_at is not None:
+            raise ClipError("the clip was already destroyed")
+        if clip.legal_hold == hold:
+            raise ClipError("the clip is already on legal hold" if hold else "the clip is not on legal hold")
+        clip.legal_hold = hold
+        clip.legal_hold_reason = reason[:300]
+        clip.legal_hold_by_id = user.pk
+        clip.legal_hold_at = timezone.now()
+        clip.save(update_fields=["legal_hold", "legal_hold_reason", "legal_hold_by", "legal_hold_at"])
+        audit_record(
+            action="clip.legal_hold_set" if hold else "clip.legal_hold_cleared",
+            actor=f"user:{user.get_username()}",
+            user_id=user.pk,
+            object_type="clip",
+            object_id=clip.pk,
+            details=clip_audit_details(clip, reason=reason),
+        )
+    return clip

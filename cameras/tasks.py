@@ -1,0 +1,21 @@
+"""Background jobs of the camera registry: recording saved clips, destroying expired ones."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from cameras.clips import clip_record
+from cameras.retention import clips_purge_expired
+
+
+@shared_task(name="cameras.tasks.record_clip", ignore_result=True)
+def record_clip(clip_id: int) -> str | None:
+    """Takes the id and re-reads the row; a second delivery finds the clip claimed and does nothing."""
+    clip = clip_record(clip_id=clip_id)
+    return None if clip is None else clip.status
+
+
+@shared_task(name="cameras.tasks.purge_footage", ignore_result=True)
+def purge_footage() -> int:
+    """Beat runs this periodically; SKIP LOCKED claims make overlapping runs harmless."""
+    return clips_purge_expired().destroyed
