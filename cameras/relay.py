@@ -18,6 +18,7 @@ import enum
 import logging
 import random
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import av
 import av.error
 from django.conf import settings
+from django.core.cache import cache
 
 from cameras.fmp4 import Fragment, InitSegment, Remuxer, stream_signature
 
@@ -308,6 +310,45 @@ def describe(exc: BaseException) -> str:
 # event loop; relay_status() reads a copy from other threads.
 _UPSTREAMS: dict[int, Upstream] = {}
 
+# Every process that relays a camera says so in Redis, so the health probe (in a Celery
+# worker, elsewhere) counts it online without opening one more session on a camera that
+# accepts few. Written by one thread per process: a slow Redis never stalls the video.
+RELAY_LIVE_KEY = "relay:live:{}"
+HEARTBEAT_EVERY_S = 10.0
+_heartbeat_started = threading.Lock()
+_heartbeat_thread: threading.Thread | None = None
+
+
+def _heartbeat_run() -> None:
+    while True:
+        upstreams = list(_UPSTREAMS.values())
+        live = {RELAY_LIVE_KEY.format(u.camera_id): 1 for u in upstreams if u.state == StreamState.LIVE}
+        try:
+            if live:
+                cache.set_many(live, timeout=HEARTBEAT_EVERY_S * 3)
+        except Exception as exc:  # Redis away: the probe will simply open the camera itself
+            log.debug("relay heartbeat failed: %s", type(exc).__name__)
+        time.sleep(HEARTBEAT_EVERY_S)
+
+
+def _heartbeat_ensure() -> None:
+    global _heartbeat_thread
+    with _heartbeat_started:
+        if _heartbeat_thread is None:
+            _heartbeat_thread = threading.Thread(target=_heartbeat_run, name="relay-heartbeat", daemon=True)
+            _heartbeat_thread.start()
+
+
+def relay_live_camera_ids(camera_ids: list[int]) -> set[int]:
+    """Which of these cameras some process (this one included) is relaying live right now."""
+    live = {u.camera_id for u in list(_UPSTREAMS.values()) if u.state == StreamState.LIVE}
+    try:
+        found = cache.get_many([RELAY_LIVE_KEY.format(pk) for pk in camera_ids])
+    except Exception:  # Redis away: only what this process knows
+        found = {}
+    live.update(int(key.rsplit(":", 1)[1]) for key in found)
+    return live & set(camera_ids)
+
 
 def viewer_join(camera_id: int, url: str, url_redacted: str) -> tuple[Upstream, ViewerQueue]:
     """Attach a viewer to the camera's upstream, opening it if this is the first viewer."""
@@ -321,6 +362,7 @@ def viewer_join(camera_id: int, url: str, url_redacted: str) -> tuple[Upstream, 
         upstream = Upstream(camera_id, url, url_redacted, loop)
         _UPSTREAMS[camera_id] = upstream
         upstream.start()
+        _heartbeat_ensure()
     elif upstream.url != url:
         upstream.url = url  # the camera was edited: used from the next reconnection on
         upstream.url_redacted = url_redacted

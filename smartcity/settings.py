@@ -280,3 +280,17 @@ CELERY_BEAT_SCHEDULE["incidents-escalate"] = {
     "task": "incidents.tasks.escalate_overdue",
     "schedule": float(os.environ.get("ESCALATION_CHECK_EVERY_S", "5")),
 }
+
+# Camera health and snapshots (issue 5): Celery beat probes every camera with a stream
+# (RTSP over TCP, one video packet) at most CAMERA_PROBE_CONCURRENCY at a time.
+CAMERA_PROBE_EVERY_S = float(os.environ.get("CAMERA_PROBE_EVERY_S", "60"))
+CAMERA_PROBE_CONCURRENCY = int(os.environ.get("CAMERA_PROBE_CONCURRENCY", "16"))
+CAMERA_PROBE_TIMEOUT_S = float(os.environ.get("CAMERA_PROBE_TIMEOUT_S", "5"))
+CELERY_BEAT_SCHEDULE["cameras-probe"] = {
+    "task": "cameras.tasks.probe_cameras",
+    "schedule": CAMERA_PROBE_EVERY_S,
+}
+# Snapshots (`/cameras/<id>/snapshot.jpg`): how long one JPEG is reused, and how long a
+# snapshot may wait for a camera nobody is watching.
+CAMERA_SNAPSHOT_CACHE_S = float(os.environ.get("CAMERA_SNAPSHOT_CACHE_S", "5"))
+CAMERA_SNAPSHOT_TIMEOUT_S = float(os.environ.get("CAMERA_SNAPSHOT_TIMEOUT_S", "5"))
