@@ -134,6 +134,9 @@ class Upstream:
         self.init: InitSegment | None = None
         self.gop: list[Fragment] = []
         self.sessions = 0  # RTSP connections made, for tests and status
+        # Preloaded (CAMERA_PRELOAD_CODES): stays open without viewers, so the first one
+        # starts from the GOP cache instead of waiting for a connection and a keyframe.
+        self.pinned = False
         # Thread side only: the remuxer outlives connections while the stream's parameters
         # stay the same, so viewers keep one init segment and one timeline.
         self._remuxer: Remuxer | None = None
@@ -168,7 +171,7 @@ class Upstream:
 
     def remove_viewer(self, viewer: ViewerQueue) -> None:
         self.viewers.discard(viewer)
-        if not self.viewers and not self.stopped and self._idle_timer is None:
+        if not self.viewers and not self.stopped and not self.pinned and self._idle_timer is None:
             idle_s = float(getattr(settings, "RELAY_IDLE_CLOSE_S", 10))
             self._idle_timer = self.loop.call_later(idle_s, self._close_if_idle)
 
@@ -352,6 +355,22 @@ def relay_live_camera_ids(camera_ids: list[int]) -> set[int]:
 
 def viewer_join(camera_id: int, url: str, url_redacted: str) -> tuple[Upstream, ViewerQueue]:
     """Attach a viewer to the camera's upstream, opening it if this is the first viewer."""
+    upstream = upstream_open(camera_id, url, url_redacted)
+    return upstream, upstream.add_viewer()
+
+
+def upstream_preload(camera_id: int, url: str, url_redacted: str) -> Upstream:
+    """Open the camera's upstream now and keep it open with or without viewers."""
+    upstream = upstream_open(camera_id, url, url_redacted)
+    upstream.pinned = True
+    if upstream._idle_timer is not None:
+        upstream._idle_timer.cancel()
+        upstream._idle_timer = None
+    return upstream
+
+
+def upstream_open(camera_id: int, url: str, url_redacted: str) -> Upstream:
+    """The camera's running upstream in this process (on this loop), started if need be."""
     loop = asyncio.get_running_loop()
     upstream = _UPSTREAMS.get(camera_id)
     if upstream is not None and (upstream.loop is not loop or upstream.stopped):
@@ -366,7 +385,7 @@ def viewer_join(camera_id: int, url: str, url_redacted: str) -> tuple[Upstream, 
     elif upstream.url != url:
         upstream.url = url  # the camera was edited: used from the next reconnection on
         upstream.url_redacted = url_redacted
-    return upstream, upstream.add_viewer()
+    return upstream
 
 
 def viewer_leave(upstream: Upstream, viewer: ViewerQueue) -> None:

@@ -294,3 +294,6 @@ CELERY_BEAT_SCHEDULE["cameras-probe"] = {
 # snapshot may wait for a camera nobody is watching.
 CAMERA_SNAPSHOT_CACHE_S = float(os.environ.get("CAMERA_SNAPSHOT_CACHE_S", "5"))
 CAMERA_SNAPSHOT_TIMEOUT_S = float(os.environ.get("CAMERA_SNAPSHOT_TIMEOUT_S", "5"))
+# Camera codes (comma-separated) whose relay every Daphne process keeps open from its
+# first request on, viewers or not: their first viewer starts from the GOP cache at once.
+CAMERA_PRELOAD_CODES = [c.strip() for c in os.environ.get("CAMERA_PRELOAD_CODES", "").split(",") if c.strip()]
