@@ -32,11 +32,13 @@ from cameras.fmp4 import Fragment, InitSegment, Remuxer, stream_signature
 
 log = logging.getLogger(__name__)
 
-# "timeout" is the RTSP socket I/O timeout in µs (PyAV 18 ignores the old "stimeout").
-# analyzeduration/probesize at their minimum: the SDP already names codec and size.
+# "timeout" is FFmpeg's RTSP socket I/O timeout in µs (connect, handshake and every read;
+# PyAV 18 ignores the old "stimeout"). It is the relay's only timeout on purpose: PyAV's
+# own `timeout=` installs an interrupt callback that takes the GIL on every network wait,
+# many times per frame, and the relay's threads then fight over it (measured: ~0.1 % of
+# a core per stream). analyzeduration/probesize at their minimum: the SDP already names
+# codec and size.
 RTSP_OPTIONS = {"rtsp_transport": "tcp", "timeout": "5000000", "analyzeduration": "0", "probesize": "32"}
-OPEN_TIMEOUT_S = 10.0
-READ_TIMEOUT_S = 5.0
 # Waits between reconnection attempts; the last one repeats. Each is jittered ±25 % so
 # the cameras behind one failed switch don't all come back at the same instant.
 RECONNECT_BACKOFF_S: tuple[float, ...] = (1.0, 5.0, 10.0, 60.0)
@@ -262,7 +264,7 @@ class Upstream:
 
     def _thread_session(self) -> None:
         """One RTSP connection, until it ends or we stop."""
-        container = av.open(self.url, options=RTSP_OPTIONS, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+        container = av.open(self.url, options=RTSP_OPTIONS)
         self.sessions += 1
         try:
             stream = container.streams.video[0]
