@@ -24,12 +24,13 @@ def sections() -> list[Section]:
     Imported here rather than at the top because sections use models, which need
     django.setup() first.
     """
-    from bench import intake, retention, screen, spatial
+    from bench import intake, retention, screen, spatial, video
 
     return [
         ("spatial", spatial.run),
         ("intake", intake.run),
         ("screen", screen.run),
+        ("video", video.run),
         ("retention", retention.run),
     ]
 

@@ -34,7 +34,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from cameras.access import camera_viewable_by
 from cameras.models import Camera, Clip, ClipStatus, StaffRole
-from cameras.relay import OPEN_TIMEOUT_S, READ_TIMEOUT_S, RTSP_OPTIONS, describe
+from cameras.relay import RTSP_OPTIONS, describe
 from incidents.models import OPEN_STATUSES, Incident
 from incidents.selectors import staff_of, watched_center_ids
 
@@ -105,7 +105,7 @@ def capture_next_seconds(*, url: str, seconds: float, path: Path) -> Captured:
     packets often carry none). Stops at the asked length of *video*, or when the wall
     clock says the camera is stalling.
     """
-    source = av.open(url, options=RTSP_OPTIONS, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+    source = av.open(url, options=RTSP_OPTIONS)  # FFmpeg's own socket timeout (5 s) bounds every wait
     try:
         stream = source.streams.video[0]
         time_base = stream.time_base or Fraction(1, 90000)

@@ -1,19 +1,23 @@
 """Fragmented MP4 for Media Source Extensions: remux one video stream, never decode it.
 
-PyAV's mp4 muxer writes into memory; what it writes is cut into whole boxes: the init
-segment (`ftyp` + `moov`, once) and one fragment (`moof` + `mdat`) per frame. FFmpeg
-writes a frame's fragment when the *next* frame arrives (it needs that frame's time for
-the duration), so fragments trail the camera by one frame.
+FFmpeg's mp4 muxer writes the init segment (`ftyp` + `moov`, with the codec record a
+browser needs) once, from the first packet. Every frame after that becomes a fragment
+(`moof` + `mdat`) written here with one `struct.pack`: FFmpeg would hold each frame back
+until the *next* one arrived (it wants the exact duration), a frame interval of latency
+(40 ms at 25 fps), and its per-packet muxing and box parsing cost more CPU than packing
+the 104 bytes ourselves. A fragment carries the frame's own decode time (`tfdt`), so a
+duration estimated from the frame rate never makes the timeline drift.
 
 Timestamps are rewritten onto one continuous timeline per remuxer: a reconnected camera
 restarts its clock, and the first packet after joining an RTSP stream often has none.
+H.264/H.265 from RTSP comes as Annex B (start codes); MP4 wants each NAL unit prefixed
+with its length, as in the init segment's avcC/hvcC record (4 bytes, as FFmpeg writes).
 """
 
 from __future__ import annotations
 
 import contextlib
 import struct
-from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -66,22 +70,71 @@ class _Sink:
         return len(data)
 
 
+# moof(mfhd, traf(tfhd, tfdt, trun with one sample: duration, size, flags, composition
+# offset)) then the mdat header: the same 112 bytes for every frame but for the numbers.
+_FRAGMENT_HEADER = struct.Struct(">I4s I4sII I4s I4sII I4sIQ I4sIIIIIII I4s")
+_MOOF_SIZE = 104
+_TRUN_FLAGS = 0x000001 | 0x000100 | 0x000200 | 0x000400 | 0x000800
+_SYNC_SAMPLE = 0x02000000  # depends on nothing
+_OTHER_SAMPLE = 0x01010000  # depends on others, not a sync sample
+_START_CODE = b"\x00\x00\x01"
+
+
+def fragment_bytes(
+    *, sequence: int, track_id: int, decode_time: int, duration: int, cto: int, keyframe: bool, sample: bytes
+) -> bytes:
+    """`moof` + `mdat` of one sample (ISO/IEC 14496-12 §8.8), base offset = the moof."""
+    header = _FRAGMENT_HEADER.pack(
+        _MOOF_SIZE, b"moof",
+        16, b"mfhd", 0, sequence,
+        80, b"traf",
+        16, b"tfhd", 0x020000, track_id,  # default-base-is-moof
+        20, b"tfdt", 0x01000000, decode_time,  # version 1: 64-bit time
+        36, b"trun", _TRUN_FLAGS, 1, _MOOF_SIZE + 8,
+        duration, len(sample), _SYNC_SAMPLE if keyframe else _OTHER_SAMPLE, cto,
+        8 + len(sample), b"mdat",
+    )  # fmt: skip
+    return header + sample
+
+
+def length_prefixed(data: bytes) -> bytes:
+    """Annex B NAL units (start codes) as MP4 wants them: each after its 4-byte length.
+
+    Data that does not start with a start code is taken to be length-prefixed already.
+    """
+    at = data.find(_START_CODE, 0, 4)
+    if at < 0:
+        return data
+    parts: list[bytes] = []
+    start = at + 3
+    while True:
+        following = data.find(_START_CODE, start)
+        end = len(data) if following < 0 else following
+        # Zero bytes before a start code belong to it (4-byte form, trailing_zero_8bits);
+        # a NAL unit itself never ends with a zero byte.
+        nal_end = end
+        while nal_end > start and data[nal_end - 1] == 0:
+            nal_end -= 1
+        if nal_end > start:
+            parts.append(struct.pack(">I", nal_end - start))
+            parts.append(data[start:nal_end])
+        if following < 0:
+            return b"".join(parts)
+        start = following + 3
+
+
 class Remuxer:
     """One video stream (the template) into fMP4, packet by packet, across reconnects.
 
-    `mux()` returns the init segment the first time it is written, and the fragments
-    completed by that packet. Call `new_session()` when packets start coming from a new
-    connection with the same `signature`; a different signature needs a new Remuxer.
+    `mux()` returns the init segment the first time, and the fragment of that packet
+    (at once: no waiting for the next frame). Call `new_session()` when packets start
+    coming from a new connection with the same `signature`; a different signature needs
+    a new Remuxer.
     """
 
     def __init__(self, template: VideoStream) -> None:
         self.signature = stream_signature(template)
-        self._sink = _Sink()
-        self._container = av.open(self._sink, mode="w", format="mp4", options={"movflags": MOVFLAGS})
-        self._stream = self._container.add_stream_from_template(template)
-        if template.codec_context.name == "hevc":
-            # Browsers (and MSE's codec strings) expect `hvc1`; FFmpeg's default is `hev1`.
-            self._stream.codec_tag = "hvc1"
+        self._template = template
         self._time_base = template.time_base or Fraction(1, 90000)
         rate = template.average_rate or template.guessed_rate or DEFAULT_FPS
         self._frame_ticks = max(1, round(1 / (Fraction(rate) * self._time_base)))
@@ -89,32 +142,65 @@ class Remuxer:
         self._offset: int | None = None
         self._last_dts: int | None = None
         self._next_dts = 0
-        self._init_parts: list[bytes] = []
-        self._init_done = False
-        # Keyframe flags of muxed packets whose fragments have not come out yet.
-        self._pending_keyframes: deque[bool] = deque()
+        self._init: InitSegment | None = None
+        self._track_id = 1
+        self._scale = Fraction(1)  # track ticks per time-base tick
+        self._sequence = 0
 
     def new_session(self) -> None:
         """Packets now come from a new connection: re-anchor its clock on our timeline."""
         self._offset = None
 
     def mux(self, packet: Packet) -> tuple[InitSegment | None, list[Fragment]]:
-        self._retime(packet)
-        packet.stream = self._stream
-        self._pending_keyframes.append(packet.is_keyframe)
-        self._container.mux_one(packet)
-        return self._take()
+        init = None
+        if self._init is None:
+            init = self._init = self._write_init(packet)
+        dts, pts, duration = self._retime(packet)
+        scale = self._scale
+        self._sequence += 1
+        data = fragment_bytes(
+            sequence=self._sequence,
+            track_id=self._track_id,
+            decode_time=int(dts * scale),
+            duration=max(1, int(duration * scale)),
+            cto=int((pts - dts) * scale),
+            keyframe=packet.is_keyframe,
+            sample=length_prefixed(bytes(packet)),
+        )
+        return init, [Fragment(data=data, keyframe=packet.is_keyframe)]
 
     def close(self) -> None:
-        # Closing writes the trailer (and flushes the last frame) into the sink, which
-        # nobody reads any more: a closed remuxer's output is of no use to anyone.
-        with contextlib.suppress(av.error.FFmpegError, ValueError):
-            self._container.close()
+        """Nothing stays open between packets; kept so callers need not know that."""
+
+    # -- init segment ------------------------------------------------------------
+
+    def _write_init(self, packet: Packet) -> InitSegment:
+        """ftyp + moov as FFmpeg's muxer writes them for this stream (it needs one packet)."""
+        sink = _Sink()
+        container = av.open(sink, mode="w", format="mp4", options={"movflags": MOVFLAGS})
+        try:
+            stream = container.add_stream_from_template(self._template)
+            if self._template.codec_context.name == "hevc":
+                # Browsers (and MSE's codec strings) expect `hvc1`; FFmpeg's default is `hev1`.
+                stream.codec_tag = "hvc1"
+            copy = av.Packet(bytes(packet))
+            copy.stream, copy.pts, copy.dts = stream, 0, 0
+            copy.time_base = self._time_base
+            copy.is_keyframe = packet.is_keyframe
+            container.mux_one(copy)
+            boxes = {kind: bytes(sink.buffer[a:b]) for kind, a, b in complete_boxes(sink.buffer)}
+        finally:
+            with contextlib.suppress(av.error.FFmpegError, ValueError):
+                container.close()
+        data = boxes[b"ftyp"] + boxes[b"moov"]
+        self._track_id = track_id(data)
+        self._scale = Fraction(track_timescale(data)) * self._time_base
+        return InitSegment(data=data, mime=mime_type(data))
 
     # -- timestamps --------------------------------------------------------------
 
-    def _retime(self, packet: Packet) -> None:
-        """Move `packet` onto this remuxer's timeline (in the template's time base)."""
+    def _retime(self, packet: Packet) -> tuple[int, int, int]:
+        """(dts, pts, duration) of `packet` on this remuxer's timeline, in the template's time base."""
         dts = packet.dts if packet.dts is not None else packet.pts
         if dts is not None and not self._fits(dts):
             self._offset = self._next_dts - dts
@@ -123,9 +209,10 @@ class Remuxer:
         else:
             out_dts = dts + self._offset
             out_pts = packet.pts + self._offset if packet.pts is not None else out_dts
-        packet.dts, packet.pts = out_dts, max(out_pts, out_dts)
+        duration = packet.duration or self._frame_ticks
         self._last_dts = out_dts
-        self._next_dts = out_dts + (packet.duration or self._frame_ticks)
+        self._next_dts = out_dts + duration
+        return out_dts, max(out_pts, out_dts), duration
 
     def _fits(self, dts: int) -> bool:
         if self._offset is None:
@@ -134,36 +221,20 @@ class Remuxer:
             return True
         return 0 < dts + self._offset - self._last_dts <= self._max_gap
 
-    # -- output ------------------------------------------------------------------
 
-    def _take(self) -> tuple[InitSegment | None, list[Fragment]]:
-        init: InitSegment | None = None
-        fragments: list[Fragment] = []
-        buffer = self._sink.buffer
-        position = 0
-        moof: bytes | None = None
-        for kind, start, end in complete_boxes(buffer):
-            box = bytes(buffer[start:end])
-            position = end
-            if kind in (b"ftyp", b"moov") and not self._init_done:
-                self._init_parts.append(box)
-                if kind == b"moov":
-                    self._init_done = True
-                    data = b"".join(self._init_parts)
-                    init = InitSegment(data=data, mime=mime_type(data))
-            elif kind == b"moof":
-                moof = box
-            elif kind == b"mdat" and moof is not None:
-                fragments.append(Fragment(data=moof + box, keyframe=self._keyframe_of(moof)))
-                moof = None
-        if moof is not None:  # its mdat is not complete yet: keep both for next time
-            position -= len(moof)
-        del buffer[:position]
-        return init, fragments
+def track_id(init_segment: bytes) -> int:
+    tkhd = child_box(init_segment, [b"moov", b"trak", b"tkhd"])
+    if tkhd is None:
+        return 1
+    # version 1 has 64-bit creation/modification times before the id
+    return int(struct.unpack_from(">I", tkhd, 20 if tkhd[0] == 1 else 12)[0])
 
-    def _keyframe_of(self, moof: bytes) -> bool:
-        flags = [self._pending_keyframes.popleft() for _ in range(max(1, trun_sample_count(moof)))]
-        return flags[0]
+
+def track_timescale(init_segment: bytes) -> int:
+    mdhd = child_box(init_segment, [b"moov", b"trak", b"mdia", b"mdhd"])
+    if mdhd is None:
+        raise ValueError("init segment without mdhd")
+    return int(struct.unpack_from(">I", mdhd, 20 if mdhd[0] == 1 else 12)[0])
 
 
 def complete_boxes(
@@ -194,13 +265,6 @@ def child_box(data: bytes, path: list[bytes], start: int = 0, end: int | None = 
                 return data[box_start + header : box_end]
             return child_box(data, path[1:], box_start + header, box_end)
     return None
-
-
-def trun_sample_count(moof: bytes) -> int:
-    trun = child_box(moof, [b"moof", b"traf", b"trun"])
-    if trun is None or len(trun) < 8:
-        return 1
-    return int(struct.unpack_from(">I", trun, 4)[0])
 
 
 def mime_type(init_segment: bytes) -> str:

@@ -18,6 +18,7 @@ import enum
 import logging
 import random
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -25,16 +26,19 @@ from typing import Any
 import av
 import av.error
 from django.conf import settings
+from django.core.cache import cache
 
 from cameras.fmp4 import Fragment, InitSegment, Remuxer, stream_signature
 
 log = logging.getLogger(__name__)
 
-# "timeout" is the RTSP socket I/O timeout in µs (PyAV 18 ignores the old "stimeout").
-# analyzeduration/probesize at their minimum: the SDP already names codec and size.
+# "timeout" is FFmpeg's RTSP socket I/O timeout in µs (connect, handshake and every read;
+# PyAV 18 ignores the old "stimeout"). It is the relay's only timeout on purpose: PyAV's
+# own `timeout=` installs an interrupt callback that takes the GIL on every network wait,
+# many times per frame, and the relay's threads then fight over it (measured: ~0.1 % of
+# a core per stream). analyzeduration/probesize at their minimum: the SDP already names
+# codec and size.
 RTSP_OPTIONS = {"rtsp_transport": "tcp", "timeout": "5000000", "analyzeduration": "0", "probesize": "32"}
-OPEN_TIMEOUT_S = 10.0
-READ_TIMEOUT_S = 5.0
 # Waits between reconnection attempts; the last one repeats. Each is jittered ±25 % so
 # the cameras behind one failed switch don't all come back at the same instant.
 RECONNECT_BACKOFF_S: tuple[float, ...] = (1.0, 5.0, 10.0, 60.0)
@@ -132,6 +136,9 @@ class Upstream:
         self.init: InitSegment | None = None
         self.gop: list[Fragment] = []
         self.sessions = 0  # RTSP connections made, for tests and status
+        # Preloaded (CAMERA_PRELOAD_CODES): stays open without viewers, so the first one
+        # starts from the GOP cache instead of waiting for a connection and a keyframe.
+        self.pinned = False
         # Thread side only: the remuxer outlives connections while the stream's parameters
         # stay the same, so viewers keep one init segment and one timeline.
         self._remuxer: Remuxer | None = None
@@ -166,7 +173,7 @@ class Upstream:
 
     def remove_viewer(self, viewer: ViewerQueue) -> None:
         self.viewers.discard(viewer)
-        if not self.viewers and not self.stopped and self._idle_timer is None:
+        if not self.viewers and not self.stopped and not self.pinned and self._idle_timer is None:
             idle_s = float(getattr(settings, "RELAY_IDLE_CLOSE_S", 10))
             self._idle_timer = self.loop.call_later(idle_s, self._close_if_idle)
 
@@ -257,7 +264,7 @@ class Upstream:
 
     def _thread_session(self) -> None:
         """One RTSP connection, until it ends or we stop."""
-        container = av.open(self.url, options=RTSP_OPTIONS, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+        container = av.open(self.url, options=RTSP_OPTIONS)
         self.sessions += 1
         try:
             stream = container.streams.video[0]
@@ -308,9 +315,64 @@ def describe(exc: BaseException) -> str:
 # event loop; relay_status() reads a copy from other threads.
 _UPSTREAMS: dict[int, Upstream] = {}
 
+# Every process that relays a camera says so in Redis, so the health probe (in a Celery
+# worker, elsewhere) counts it online without opening one more session on a camera that
+# accepts few. Written by one thread per process: a slow Redis never stalls the video.
+RELAY_LIVE_KEY = "relay:live:{}"
+HEARTBEAT_EVERY_S = 10.0
+_heartbeat_started = threading.Lock()
+_heartbeat_thread: threading.Thread | None = None
+
+
+def _heartbeat_run() -> None:
+    while True:
+        upstreams = list(_UPSTREAMS.values())
+        live = {RELAY_LIVE_KEY.format(u.camera_id): 1 for u in upstreams if u.state == StreamState.LIVE}
+        try:
+            if live:
+                cache.set_many(live, timeout=HEARTBEAT_EVERY_S * 3)
+        except Exception as exc:  # Redis away: the probe will simply open the camera itself
+            log.debug("relay heartbeat failed: %s", type(exc).__name__)
+        time.sleep(HEARTBEAT_EVERY_S)
+
+
+def _heartbeat_ensure() -> None:
+    global _heartbeat_thread
+    with _heartbeat_started:
+        if _heartbeat_thread is None:
+            _heartbeat_thread = threading.Thread(target=_heartbeat_run, name="relay-heartbeat", daemon=True)
+            _heartbeat_thread.start()
+
+
+def relay_live_camera_ids(camera_ids: list[int]) -> set[int]:
+    """Which of these cameras some process (this one included) is relaying live right now."""
+    live = {u.camera_id for u in list(_UPSTREAMS.values()) if u.state == StreamState.LIVE}
+    try:
+        found = cache.get_many([RELAY_LIVE_KEY.format(pk) for pk in camera_ids])
+    except Exception:  # Redis away: only what this process knows
+        found = {}
+    live.update(int(key.rsplit(":", 1)[1]) for key in found)
+    return live & set(camera_ids)
+
 
 def viewer_join(camera_id: int, url: str, url_redacted: str) -> tuple[Upstream, ViewerQueue]:
     """Attach a viewer to the camera's upstream, opening it if this is the first viewer."""
+    upstream = upstream_open(camera_id, url, url_redacted)
+    return upstream, upstream.add_viewer()
+
+
+def upstream_preload(camera_id: int, url: str, url_redacted: str) -> Upstream:
+    """Open the camera's upstream now and keep it open with or without viewers."""
+    upstream = upstream_open(camera_id, url, url_redacted)
+    upstream.pinned = True
+    if upstream._idle_timer is not None:
+        upstream._idle_timer.cancel()
+        upstream._idle_timer = None
+    return upstream
+
+
+def upstream_open(camera_id: int, url: str, url_redacted: str) -> Upstream:
+    """The camera's running upstream in this process (on this loop), started if need be."""
     loop = asyncio.get_running_loop()
     upstream = _UPSTREAMS.get(camera_id)
     if upstream is not None and (upstream.loop is not loop or upstream.stopped):
@@ -321,10 +383,11 @@ def viewer_join(camera_id: int, url: str, url_redacted: str) -> tuple[Upstream, 
         upstream = Upstream(camera_id, url, url_redacted, loop)
         _UPSTREAMS[camera_id] = upstream
         upstream.start()
+        _heartbeat_ensure()
     elif upstream.url != url:
         upstream.url = url  # the camera was edited: used from the next reconnection on
         upstream.url_redacted = url_redacted
-    return upstream, upstream.add_viewer()
+    return upstream
 
 
 def viewer_leave(upstream: Upstream, viewer: ViewerQueue) -> None:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from django.contrib.gis.db.models.functions import Distance, GeometryDistance
 from django.contrib.gis.geos import Point
 from django.contrib.gis.measure import D
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from cameras.models import Camera, Center
+from cameras.models import Camera, CameraStatus, Center
 
 
 def make_point(*, lat: float, lon: float) -> Point:
@@ -26,7 +26,18 @@ def make_point(*, lat: float, lon: float) -> Point:
 def camera_base_queryset() -> QuerySet[Camera]:
     # Never the stream URL (a secret) nor the centre's jurisdiction polygon, which would be
     # parsed once per camera row for nothing.
-    return Camera.objects.select_related("center").defer("stream_url", "center__jurisdiction")
+    # Whether there is a stream is public (the dashboard offers live video); the URL is not.
+    return (
+        Camera.objects.select_related("center")
+        .defer("stream_url", "center__jurisdiction")
+        .annotate(stream_present=~Q(stream_url=""))
+    )
+
+
+def camera_has_stream(camera: Camera) -> bool:
+    """Whether the camera has a stream, without loading its (deferred, secret) URL."""
+    present: bool | None = getattr(camera, "stream_present", None)
+    return bool(camera.stream_url) if present is None else present
 
 
 @dataclass(frozen=True)
@@ -42,12 +53,21 @@ def with_distances(queryset: QuerySet[Camera]) -> list[NearbyCamera]:
     return sorted(found, key=lambda near: near.distance_m)
 
 
+# The nearest list looks this many times further down the KNN order for online cameras
+# to put before offline ones: ordering by status inside SQL would sort every row within
+# reach instead of walking the index, so the few extra rows are re-ranked here.
+NEAREST_OVERFETCH = 3
+
+
 def cameras_nearest(
     *, point: Point, limit: int = 10, max_distance_m: float | None = None
 ) -> list[NearbyCamera]:
-    """The `limit` cameras nearest to `point`, nearest first, with their distances.
+    """The `limit` cameras nearest to `point`, with their distances; offline ones last.
 
-    With `max_distance_m`, only cameras within that many metres.
+    Working cameras come first, nearest first, then offline ones (an operator wants a
+    picture): among the `limit × NEAREST_OVERFETCH` nearest, an online camera a little
+    further away ranks before an offline one close by. With `max_distance_m`, only
+    cameras within that many metres.
     """
     queryset = camera_base_queryset()
     if max_distance_m is not None:
@@ -55,7 +75,10 @@ def cameras_nearest(
     queryset = queryset.annotate(distance=Distance("location", point)).order_by(
         GeometryDistance("location", point)
     )
-    return with_distances(queryset[:limit])
+    found = with_distances(queryset[: limit * NEAREST_OVERFETCH])
+    # sorted() is stable: within each group the exact distance order stays.
+    ranked = sorted(found, key=lambda near: near.camera.status == CameraStatus.OFFLINE)
+    return ranked[:limit]
 
 
 def cameras_within(*, point: Point, radius_m: float) -> list[NearbyCamera]:

@@ -1,11 +1,19 @@
-"""Background jobs of the camera registry: recording saved clips, destroying expired ones."""
+"""Background jobs of the camera registry: health probes, saved clips, destroying expired ones."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
 from cameras.clips import clip_record
+from cameras.health import cameras_probe_round
 from cameras.retention import clips_purge_expired
+
+
+@shared_task(name="cameras.tasks.probe_cameras", ignore_result=True)
+def probe_cameras() -> int:
+    """Beat runs this every CAMERA_PROBE_EVERY_S; returns how many statuses changed (-1: skipped)."""
+    changes = cameras_probe_round()
+    return -1 if changes is None else len(changes)
 
 
 @shared_task(name="cameras.tasks.record_clip", ignore_result=True)

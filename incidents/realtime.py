@@ -15,6 +15,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from cameras.selectors import camera_has_stream
 from incidents.catalogue import EVENT_TYPES
 from incidents.models import Incident, LocationFix
 from incidents.selectors import incident_ranked_cameras, incident_track
@@ -161,7 +162,7 @@ def incident_payload(incident: Incident, *, track: list[LocationFix] | None = No
                 "bearing_deg": r.camera.bearing_deg,
                 "fov_deg": r.camera.fov_deg,
                 "range_m": r.camera.range_m,
-                "has_stream": bool(r.camera.stream_url),
+                "has_stream": camera_has_stream(r.camera),
             }
             for r in ranked
         ],

@@ -359,3 +359,20 @@ CELERY_BEAT_SCHEDULE["cameras-purge-footage"] = {
     "task": "cameras.tasks.purge_footage",
     "schedule": float(os.environ.get("CLIP_PURGE_EVERY_S", "300")),
 }
+
+# Camera health and snapshots (issue 5): Celery beat probes every camera with a stream
+# (RTSP over TCP, one video packet) at most CAMERA_PROBE_CONCURRENCY at a time.
+CAMERA_PROBE_EVERY_S = float(os.environ.get("CAMERA_PROBE_EVERY_S", "60"))
+CAMERA_PROBE_CONCURRENCY = int(os.environ.get("CAMERA_PROBE_CONCURRENCY", "16"))
+CAMERA_PROBE_TIMEOUT_S = float(os.environ.get("CAMERA_PROBE_TIMEOUT_S", "5"))
+CELERY_BEAT_SCHEDULE["cameras-probe"] = {
+    "task": "cameras.tasks.probe_cameras",
+    "schedule": CAMERA_PROBE_EVERY_S,
+}
+# Snapshots (`/cameras/<id>/snapshot.jpg`): how long one JPEG is reused, and how long a
+# snapshot may wait for a camera nobody is watching.
+CAMERA_SNAPSHOT_CACHE_S = float(os.environ.get("CAMERA_SNAPSHOT_CACHE_S", "5"))
+CAMERA_SNAPSHOT_TIMEOUT_S = float(os.environ.get("CAMERA_SNAPSHOT_TIMEOUT_S", "5"))
+# Camera codes (comma-separated) whose relay every Daphne process keeps open from its
+# first request on, viewers or not: their first viewer starts from the GOP cache at once.
+CAMERA_PRELOAD_CODES = [c.strip() for c in os.environ.get("CAMERA_PRELOAD_CODES", "").split(",") if c.strip()]

@@ -20,6 +20,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("logout/everywhere/", camera_views.logout_everywhere, name="logout-everywhere"),
+    path("cameras/<int:camera_id>/snapshot.jpg", camera_views.snapshot, name="camera-snapshot"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics.metrics, name="metrics"),
