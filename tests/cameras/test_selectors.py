@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from cameras.selectors import cameras_nearest, cameras_within, center_for_point, make_point
+from cameras.selectors import camera_has_stream, cameras_nearest, cameras_within, center_for_point, make_point
 
 # One metre of latitude near 37.5°N is about 1/110,950 of a degree.
 DEG_PER_M_LAT = 1 / 110_950
@@ -105,5 +105,12 @@ def test_nearest_query_uses_knn_ordering_not_a_distance_sort(camera_factory):
 def test_selectors_never_load_the_stream_url(camera_factory):
     camera_factory(lat=ORIGIN[0], lon=ORIGIN[1], stream_url="rtsp://admin:s3cret@10.0.0.5/live")
     with CaptureQueriesContext(connection) as ctx:
-        cameras_nearest(point=make_point(lat=ORIGIN[0], lon=ORIGIN[1]), limit=5)
-    assert "stream_url" not in ctx.captured_queries[-1]["sql"]
+        nearby = cameras_nearest(point=make_point(lat=ORIGIN[0], lon=ORIGIN[1]), limit=5)
+    sql = ctx.captured_queries[-1]["sql"]
+    # Only whether there is a stream is asked (`stream_url = ''`); the URL itself is never selected.
+    assert '"cameras_camera"."stream_url",' not in sql
+    assert "s3cret" not in sql
+    assert "stream_url" in nearby[0].camera.get_deferred_fields()
+    with CaptureQueriesContext(connection) as after:
+        assert camera_has_stream(nearby[0].camera) is True
+    assert not after.captured_queries  # answered from the annotation, no lazy load of the URL
