@@ -123,8 +123,13 @@ async def closed_within(communicator: WebsocketCommunicator, seconds: float) -> 
 
 
 async def refused(camera_id: int, token: str) -> int | None:
+    """The close code of a refused socket: accepted, then closed at once with nothing sent
+    (so the browser's player can read the code; see LiveVideoConsumer.refuse)."""
     communicator, (connected, code) = await connect(camera_id, token)
-    assert not connected
+    if connected:
+        message = await communicator.receive_output(5)
+        assert message["type"] == "websocket.close", f"sent {message['type']} before refusing"
+        code = message.get("code")
     await communicator.disconnect(timeout=0.1)
     return code
 
