@@ -8,10 +8,12 @@ never both append after the same entry, and the lock is released at commit/rollb
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,29 +88,57 @@ def audit_record(
 ) -> AuditEntry:
     """Append one entry to the chain, inside the caller's transaction.
 
-    No savepoint: an audit write that fails must fail the action it records.
+    No savepoint: an audit write that fails must fail the action it records. Inside an
+    `audit_deferred()` block the entry is queued and written with the block's others
+    when the block ends (the returned object gets its id and hash then).
     """
-    with transaction.atomic(savepoint=False):
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-        previous = AuditEntry.objects.order_by("-id").values_list("hash", flat=True).first()
-        entry = AuditEntry(
-            at=timezone.now(),
+    entry = entry_new(
+        PendingEntry(
             action=action,
             actor=actor,
             user_id=user_id,
             partner_id=partner_id,
             object_type=object_type,
-            object_id=str(object_id),
+            object_id=object_id,
             details=details or {},
             request_id=request_id,
-            prev_hash=previous or GENESIS_HASH,
-        )
-        # JSON round trip so the hash covers exactly what the database will return.
-        entry.details = json.loads(json.dumps(entry.details, default=str))
-        entry.hash = entry_hash(entry)
-        entry.save(force_insert=True)
+        ),
+        at=timezone.now(),
+    )
+    queue = _deferred.get()
+    if queue is not None:
+        queue.append(entry)
+    else:
+        chain_append([entry])
     return entry
+
+
+# The entries of the innermost open `audit_deferred()` block of this thread / task.
+_deferred: ContextVar[list[AuditEntry] | None] = ContextVar("audit_deferred", default=None)
+
+
+@contextlib.contextmanager
+def audit_deferred() -> Iterator[None]:
+    """Write the block's audit entries together at its end, still inside its transaction.
+
+    Every writer holds the chain lock from its append until its commit, so the append
+    should come last and be one statement: an intake that audits the incident and its
+    share takes the lock once, just before committing, instead of early and twice. If the
+    block raises, nothing is written (and the transaction rolls back anyway). Nested
+    blocks join the outermost one.
+    """
+    if _deferred.get() is not None:
+        yield
+        return
+    if not connection.in_atomic_block:
+        raise RuntimeError("audit_deferred() must run inside transaction.atomic()")
+    pending: list[AuditEntry] = []
+    token = _deferred.set(pending)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+    chain_append(pending)
 
 
 @dataclass(frozen=True)
@@ -131,28 +161,40 @@ def audit_record_many(*, pending: Sequence[PendingEntry]) -> list[AuditEntry]:
     The same chain as calling `audit_record` once per entry, but one lock, one look-up
     of the previous hash and one INSERT: a purge of 100,000 clips writes 100,000 entries.
     """
-    if not pending:
+    now = timezone.now()
+    return chain_append([entry_new(item, at=now) for item in pending])
+
+
+def entry_new(item: PendingEntry, *, at: dt.datetime) -> AuditEntry:
+    return AuditEntry(
+        at=at,
+        action=item.action,
+        actor=item.actor,
+        user_id=item.user_id,
+        partner_id=item.partner_id,
+        object_type=item.object_type,
+        object_id=str(item.object_id),
+        # JSON round trip so the hash covers exactly what the database will return.
+        details=json.loads(json.dumps(item.details, default=str)),
+        request_id=item.request_id,
+    )
+
+
+def chain_append(entries: list[AuditEntry]) -> list[AuditEntry]:
+    """Link `entries` after the chain's last entry and insert them, in order.
+
+    The advisory lock serialises writers until their commit: no two transactions can
+    both append after the same entry. It is taken in a statement of its own, so the
+    look-up of the last hash that follows sees whatever the previous holder committed.
+    """
+    if not entries:
         return []
     with transaction.atomic(savepoint=False):
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
         previous = AuditEntry.objects.order_by("-id").values_list("hash", flat=True).first() or GENESIS_HASH
-        now = timezone.now()
-        entries = []
-        for item in pending:
-            entry = AuditEntry(
-                at=now,
-                action=item.action,
-                actor=item.actor,
-                user_id=item.user_id,
-                partner_id=item.partner_id,
-                object_type=item.object_type,
-                object_id=str(item.object_id),
-                details=json.loads(json.dumps(item.details, default=str)),
-                request_id=item.request_id,
-                prev_hash=previous,
-            )
+        for entry in entries:
+            entry.prev_hash = previous
             entry.hash = previous = entry_hash(entry)
-            entries.append(entry)
         # bulk_create inserts in list order, so ids follow the chain's order.
         return AuditEntry.objects.bulk_create(entries, batch_size=1000)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.contrib.gis.db.models.functions import Distance, GeometryDistance
 from django.contrib.gis.geos import Point
 from django.contrib.gis.measure import D
-from django.db.models import Q, QuerySet
+from django.db.models import F, FloatField, Func, Q, QuerySet
 
 from cameras.models import Camera, CameraStatus, Center
 
@@ -38,6 +38,26 @@ def camera_has_stream(camera: Camera) -> bool:
     """Whether the camera has a stream, without loading its (deferred, secret) URL."""
     present: bool | None = getattr(camera, "stream_present", None)
     return bool(camera.stream_url) if present is None else present
+
+
+def coordinate(axis: str) -> Func:
+    """Latitude (`ST_Y`) or longitude (`ST_X`) of a camera's position, computed in SQL."""
+    return Func(
+        F("location"),
+        function=axis,
+        template="%(function)s(%(expressions)s::geometry)",
+        output_field=FloatField(),
+    )
+
+
+def camera_position(camera: Camera) -> tuple[float, float]:
+    """(lat, lon) of a camera: read as plain numbers where the query gave them (see
+    `cameras_nearest`), else from its GEOS point."""
+    lat: float | None = getattr(camera, "lat", None)
+    lon: float | None = getattr(camera, "lon", None)
+    if lat is not None and lon is not None:
+        return lat, lon
+    return camera.location.y, camera.location.x
 
 
 @dataclass(frozen=True)
@@ -69,7 +89,14 @@ def cameras_nearest(
     further away ranks before an offline one close by. With `max_distance_m`, only
     cameras within that many metres.
     """
-    queryset = camera_base_queryset()
+    # No centre join, and the position as two numbers rather than a GEOS point: every
+    # event ranks limit × NEAREST_OVERFETCH rows, and building a Center and a GEOS
+    # geometry for each (a dozen GEOS calls a row) was most of the intake's Python time.
+    queryset = (
+        Camera.objects.defer("stream_url", "location")
+        .annotate(stream_present=~Q(stream_url=""))
+        .annotate(lat=coordinate("ST_Y"), lon=coordinate("ST_X"))
+    )
     if max_distance_m is not None:
         queryset = queryset.filter(location__dwithin=(point, D(m=max_distance_m)))
     queryset = queryset.annotate(distance=Distance("location", point)).order_by(
@@ -108,11 +135,14 @@ def center_for_point(*, point: Point) -> Routing:
     knows the event was routed by proximity; `center` is None only if there are no
     centres at all.
     """
-    covering = Center.objects.filter(jurisdiction__covers=point).order_by("pk").first()
+    # The jurisdiction polygon stays in the database: a city boundary has thousands of
+    # vertices that GEOS would parse on every event for nothing.
+    centers = Center.objects.defer("jurisdiction")
+    covering = centers.filter(jurisdiction__covers=point).order_by("pk").first()
     if covering is not None:
         return Routing(center=covering, outside_jurisdiction=False, distance_m=0.0)
     nearest = (
-        Center.objects.annotate(distance=Distance("jurisdiction", point))
+        centers.annotate(distance=Distance("jurisdiction", point))
         .order_by(GeometryDistance("jurisdiction", point))
         .first()
     )

@@ -15,9 +15,9 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from cameras.selectors import camera_has_stream
+from cameras.selectors import camera_has_stream, camera_position
 from incidents.catalogue import EVENT_TYPES
-from incidents.models import Incident, LocationFix
+from incidents.models import Incident, IncidentCamera, LocationFix
 from incidents.selectors import incident_ranked_cameras, incident_track
 
 log = logging.getLogger(__name__)
@@ -151,21 +151,24 @@ def incident_payload(incident: Incident, *, track: list[LocationFix] | None = No
         "acknowledged_by": incident.acknowledged_by.get_username() if incident.acknowledged_by else None,
         "assignee": incident.assignee.get_username() if incident.assignee else None,
         "escalated": incident.escalated_at is not None,
-        "cameras": [
-            {
-                "id": r.camera_id,
-                "name": r.camera.name,
-                "distance_m": round(r.distance_m, 1),
-                "status": r.camera.status,
-                "lat": r.camera.location.y,
-                "lon": r.camera.location.x,
-                "bearing_deg": r.camera.bearing_deg,
-                "fov_deg": r.camera.fov_deg,
-                "range_m": r.camera.range_m,
-                "has_stream": camera_has_stream(r.camera),
-            }
-            for r in ranked
-        ],
+        "cameras": [camera_payload(r) for r in ranked],
+    }
+
+
+def camera_payload(ranked: IncidentCamera) -> CameraPayload:
+    camera = ranked.camera
+    lat, lon = camera_position(camera)
+    return {
+        "id": ranked.camera_id,
+        "name": camera.name,
+        "distance_m": round(ranked.distance_m, 1),
+        "status": camera.status,
+        "lat": lat,
+        "lon": lon,
+        "bearing_deg": camera.bearing_deg,
+        "fov_deg": camera.fov_deg,
+        "range_m": camera.range_m,
+        "has_stream": camera_has_stream(camera),
     }
 
 

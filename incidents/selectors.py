@@ -30,6 +30,14 @@ def incident_ranked_cameras(incident: Incident) -> list[IncidentCamera]:
     return list(incident.ranked_cameras.select_related("camera").order_by("rank"))
 
 
+def incident_ranked_camera_ids(incident: Incident, *, limit: int) -> list[int]:
+    """The ids of the incident's `limit` nearest cameras; from memory right after a (re)ranking."""
+    remembered: list[IncidentCamera] | None = getattr(incident, _RANKED_IN_MEMORY, None)
+    if remembered is not None:
+        return [ranked.camera_id for ranked in sorted(remembered, key=lambda r: r.rank)][:limit]
+    return list(incident.ranked_cameras.order_by("rank").values_list("camera_id", flat=True)[:limit])
+
+
 def incident_track(incident: Incident) -> list[LocationFix]:
     """The subject's fixes in the order they were observed."""
     if "fixes" in getattr(incident, "_prefetched_objects_cache", {}):

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.gis.geos import Point
 from django.db import IntegrityError, transaction
 
-from audit.services import audit_record
+from audit.services import audit_deferred, audit_record
 from cameras.selectors import cameras_nearest, center_for_point, make_point
 from incidents.catalogue import EVENT_TYPES
 from incidents.models import (
@@ -78,7 +78,7 @@ def incident_intake(*, partner: Partner, event: EventIn, request_id: str = "") -
     # No look-up first: the insert itself tells a repeat (one query fewer for every new
     # event, which is nearly every event).
     try:
-        with transaction.atomic():
+        with transaction.atomic(), audit_deferred():
             incident = incident_create(partner=partner, event=event, request_id=request_id)
     except IntegrityError:
         # Sent before, or committed by a concurrent copy of this request just now.

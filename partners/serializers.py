@@ -173,7 +173,19 @@ def incident_for_partner(incident: Incident, *, detail: bool = False) -> dict[st
 def shares_for_partner(incident: Incident) -> list[dict[str, Any]]:
     """The sender's own active shares of its incident; relays to other partners never show here."""
     from partners.selectors import shares_active
+    from partners.sharing import shares_created_here
 
+    created = shares_created_here(incident)
+    if created is not None:  # the intake that has just made them: no need to read them back
+        return [
+            {
+                "viewer_url": share_viewer_url(share),
+                "cameras": camera_ids,
+                "expires_at": share.expires_at.isoformat(),
+            }
+            for share, camera_ids in created
+            if share.partner_id == incident.partner_id and share.is_active()
+        ]
     return [
         {
             "viewer_url": share_viewer_url(share),

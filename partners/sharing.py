@@ -364,7 +364,8 @@ def share_create(
         details=share_audit_details(share, camera_ids, reason=reason or decision.reason),
         request_id=request_id,
     )
-    share_announce_on_commit(share, "share.created")
+    setattr(incident, _NEW_SHARES, [*(shares_created_here(incident) or []), (share, camera_ids)])
+    share_announce_on_commit(share, "share.created", camera_ids=camera_ids)
     return share
 
 
@@ -382,11 +383,20 @@ def share_audit_details(share: Share, camera_ids: list[int], *, reason: str) -> 
 
 
 def incident_camera_ids(incident: Incident) -> list[int]:
-    return list(
-        incident.ranked_cameras.order_by("rank").values_list("camera_id", flat=True)[
-            : settings.SHARE_CAMERA_COUNT
-        ]
-    )
+    from incidents.selectors import incident_ranked_camera_ids
+
+    return incident_ranked_camera_ids(incident, limit=settings.SHARE_CAMERA_COUNT)
+
+
+# Shares created for an incident in this request, with their cameras: the intake's 201
+# lists them without reading back what it has just written.
+_NEW_SHARES = "_new_shares_in_memory"
+
+
+def shares_created_here(incident: Incident) -> list[tuple[Share, list[int]]] | None:
+    """The (share, camera ids) pairs this process created for `incident` just now, if any were."""
+    created: list[tuple[Share, list[int]]] | None = getattr(incident, _NEW_SHARES, None)
+    return created
 
 
 def share_cameras_set(*, share: Share, camera_ids: list[int], fresh: bool = False) -> list[int]:
@@ -557,12 +567,15 @@ def share_group(share_id: int) -> str:
     return f"share.{share_id}"
 
 
-def share_payload(share: Share) -> SharePayload:
+def share_payload(share: Share, *, camera_ids: list[int] | None = None) -> SharePayload:
+    """`camera_ids`: the share's cameras when the caller has them (it just set them)."""
+    if camera_ids is None:
+        camera_ids = list(share.share_cameras.order_by("rank").values_list("camera_id", flat=True))
     return {
         "id": share.pk,
         "partner": share.partner.slug,
         "partner_name": share.partner.name,
-        "cameras": list(share.share_cameras.order_by("rank").values_list("camera_id", flat=True)),
+        "cameras": camera_ids,
         "legal_basis": share.legal_basis,
         "created_by": share.created_by.get_username() if share.created_by else None,
         "starts_at": share.starts_at.isoformat(),
@@ -587,19 +600,26 @@ def share_signal(share_id: int, message: dict[str, Any]) -> None:
         log.warning("could not signal share %s sockets", share_id, exc_info=True)
 
 
-def share_announce_on_commit(share: Share, event: str) -> None:
-    """share.created / share.ended: to the centre's dashboards, the share's sockets, the partner."""
+def share_announce_on_commit(share: Share, event: str, *, camera_ids: list[int] | None = None) -> None:
+    """share.created / share.ended: to the centre's dashboards, the share's sockets, the partner.
+
+    `camera_ids` (a share just created, its partner and creator in memory): the
+    dashboards' message is built from memory rather than read back after the commit.
+    """
     webhook_enqueue(partner=share.partner, event=event, payload=share_webhook_payload(share, event))
     share_id, center_id = share.pk, share.incident.center_id
 
     def announce() -> None:
-        fresh = Share.objects.select_related("partner", "created_by").filter(pk=share_id).first()
+        if camera_ids is not None:
+            fresh: Share | None = share
+        else:
+            fresh = Share.objects.select_related("partner", "created_by").filter(pk=share_id).first()
         if fresh is None:
             return
         message: ShareMessage = {
             "type": "share.created" if event == "share.created" else "share.ended",
             "incident": fresh.incident_id,
-            "share": share_payload(fresh),
+            "share": share_payload(fresh, camera_ids=camera_ids),
         }
         group_send([group_of(center_id)], message)
         if event == "share.ended":

@@ -218,3 +218,36 @@ def test_concurrent_writers_keep_one_unbroken_chain(committed_log):
     report = audit_chain_verify(chunk_size=7)
     assert report.intact, report.problem
     assert report.checked == writers * (per_writer + 5)
+
+
+def test_deferred_entries_are_written_together_at_the_end_of_the_block(db):
+    from audit.services import audit_deferred
+
+    with transaction.atomic(), audit_deferred():
+        first = audit_record(action="test.first", actor="system")
+        with audit_deferred():  # nested blocks join the outer one
+            audit_record(action="test.second", actor="system")
+        assert not AuditEntry.objects.exists(), "nothing written before the block ends"
+
+    entries = list(AuditEntry.objects.order_by("id"))
+    assert [e.action for e in entries] == ["test.first", "test.second"]
+    assert first.pk == entries[0].pk and first.hash == entries[0].hash
+    assert entries[1].prev_hash == entries[0].hash
+    assert audit_chain_verify().intact
+
+
+def test_a_deferred_block_that_fails_writes_no_entry(db):
+    from audit.services import audit_deferred
+
+    with pytest.raises(ValueError), transaction.atomic(), audit_deferred():
+        audit_record(action="test.lost", actor="system")
+        raise ValueError("the action failed")
+
+    assert not AuditEntry.objects.filter(action="test.lost").exists()
+
+
+def test_deferring_outside_a_transaction_is_refused(transactional_db):
+    from audit.services import audit_deferred
+
+    with pytest.raises(RuntimeError), audit_deferred():
+        pass
