@@ -102,6 +102,9 @@ def cameras_nearest(
     queryset = queryset.annotate(distance=Distance("location", point)).order_by(
         GeometryDistance("location", point)
     )
+    nearest = with_distances(queryset[:limit])
+    if all(near.camera.status != CameraStatus.OFFLINE for near in nearest):
+        return nearest  # the usual case: no offline camera to push down, nothing to re-rank
     found = with_distances(queryset[: limit * NEAREST_OVERFETCH])
     # sorted() is stable: within each group the exact distance order stays.
     ranked = sorted(found, key=lambda near: near.camera.status == CameraStatus.OFFLINE)
