@@ -24,7 +24,7 @@ def sections() -> list[Section]:
     Imported here rather than at the top because sections use models, which need
     django.setup() first.
     """
-    from bench import intake, retention, screen, spatial, video
+    from bench import intake, load, retention, screen, spatial, video
 
     return [
         ("spatial", spatial.run),
@@ -32,6 +32,7 @@ def sections() -> list[Section]:
         ("screen", screen.run),
         ("video", video.run),
         ("retention", retention.run),
+        ("load", load.run),
     ]
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,7 +46,7 @@ class Figure:
 
 def fmt(value: float) -> str:
     """Three significant-ish digits: enough to compare runs, not noise."""
-    if value == int(value) and abs(value) >= 1:
+    if value == int(value) and (abs(value) >= 1 or value == 0):
         return f"{int(value):,}"
     if abs(value) >= 100:
         return f"{value:,.0f}"
@@ -64,6 +65,20 @@ def time_ms(call: Callable[[], object]) -> float:
 def percentile(samples: list[float], pct: int) -> float:
     """The pct-th percentile (1–99), interpolated between samples."""
     return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
+
+
+async def paced(rate: float, count: int) -> AsyncIterator[tuple[int, float]]:
+    """`count` numbers at `rate` per second by the clock (open loop), each with its scheduled time.
+
+    The caller starts each request as a task and takes the next number at once: nothing
+    waits for an answer, so a slow server builds a backlog instead of slowing the load.
+    """
+    begin = time.perf_counter() + 0.05
+    for number in range(count):
+        scheduled = begin + number / rate
+        if (delay := scheduled - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        yield number, scheduled
 
 
 def header(title: str) -> None:

@@ -34,7 +34,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -290,6 +290,12 @@ class LoadResult:
     def error_count(self) -> int:
         return sum(self.errors.values())
 
+    def record_error(self, status: int, body: bytes) -> None:
+        """A failed request, by status (or the client's exception when no answer came)."""
+        self.errors[str(status) if status > 0 else body.decode()[:60]] += 1
+        if len(self.error_samples) < 3:
+            self.error_samples.append(f"{status} {body[:160]!r}")
+
     def record_cpu(self, start: dict[str, Any], end: dict[str, Any]) -> None:
         self.window_s = wall = end["wall"] - start["wall"]
         ticks = os.sysconf("SC_CLK_TCK")
@@ -312,11 +318,12 @@ class LoadResult:
             f"{self.rate:,.0f}/s  p50 {self.p50:.1f} ms  p99 {self.p99:.1f} ms  "
             f"n={len(self.latencies_ms):,}  errors {self.error_count}",
         )
-        report(
-            "",
-            f"CPU: server {cpu}, PostgreSQL {self.postgres_cpu_pct:.0f}%, client {self.client_cpu_pct:.0f}%, "
-            f"whole machine {self.machine_cpu_pct:.0f}% of {100 * (os.cpu_count() or 1)}%",
-        )
+        if self.server_cpu_pct:  # (a run whose CPU someone else measures has none)
+            report(
+                "",
+                f"CPU: server {cpu}, PostgreSQL {self.postgres_cpu_pct:.0f}%, client {self.client_cpu_pct:.0f}%, "
+                f"whole machine {self.machine_cpu_pct:.0f}% of {100 * (os.cpu_count() or 1)}%",
+            )
         for kind, count in self.errors.most_common():
             report("", f"error {kind}: {count}")
         for sample in self.error_samples:
@@ -373,6 +380,14 @@ def intake_request(key: str) -> RequestMaker:
     return post
 
 
+async def attempt(request: Awaitable[tuple[int, bytes]]) -> tuple[int, bytes]:
+    """The request's (status, body), or (-1, the client's exception) when no answer came."""
+    try:
+        return await request
+    except (aiohttp.ClientError, TimeoutError) as error:
+        return -1, repr(error).encode()
+
+
 async def trivial_request(
     session: aiohttp.ClientSession, base_url: str, worker: int, seq: int
 ) -> tuple[int, bytes]:
@@ -401,19 +416,14 @@ async def load(servers: list[Server], request: RequestMaker, *, label: str) -> L
             if now >= measure_from and not cpu_start:
                 cpu_start.update(cpu_sample(pids))
             sent = time.perf_counter()
-            try:
-                status, body = await request(session, base_url, index, seq)
-            except (aiohttp.ClientError, TimeoutError) as error:
-                status, body = -1, repr(error).encode()
+            status, body = await attempt(request(session, base_url, index, seq))
             elapsed_ms = (time.perf_counter() - sent) * 1000
             if now < measure_from:
                 continue  # warm-up: connections, caches, query plans
             if 200 <= status < 300:
                 result.latencies_ms.append(elapsed_ms)
                 continue
-            result.errors[str(status) if status > 0 else body.decode()[:60]] += 1
-            if len(result.error_samples) < 3:
-                result.error_samples.append(f"{status} {body[:160]!r}")
+            result.record_error(status, body)
 
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
@@ -442,15 +452,27 @@ def process_cpu_ticks(pid: int) -> int:
 
 def postgres_cpu_ticks() -> dict[int, int]:
     """CPU ticks of every PostgreSQL process on this machine (the bench's and anyone else's)."""
+    return cpu_ticks_of(pids_named("postgres"))
+
+
+def cpu_ticks_of(pids: list[int]) -> dict[int, int]:
+    """CPU ticks of each of these processes still running."""
     found: dict[int, int] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):  # ended meanwhile
+            found[pid] = process_cpu_ticks(pid)
+    return found
+
+
+def pids_named(name: str) -> list[int]:
+    """Every process on this machine whose command name (/proc/<pid>/comm) is `name`."""
+    found: list[int] = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
-        try:
-            if (proc / "comm").read_text().strip() == "postgres":
-                found[int(proc.name)] = process_cpu_ticks(int(proc.name))
-        except OSError:
-            continue  # ended while we looked
+        with contextlib.suppress(OSError):  # ended while we looked
+            if (proc / "comm").read_text().strip() == name:
+                found.append(int(proc.name))
     return found
 
 

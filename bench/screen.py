@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import math
 import os
 import re
 import statistics
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
@@ -41,8 +43,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 
 from bench import intake, spatial
-from bench.common import Figure, Target, percentile, report, report_figure
-from bench.intake import LoadResult, RequestMaker, Server, cpu_sample, daphne_servers
+from bench.common import Figure, Target, paced, percentile, report, report_figure
+from bench.intake import LoadResult, RequestMaker, Server, attempt, cpu_sample, daphne_servers
 from cameras.models import Center, StaffProfile, StaffRole
 from cameras.sessions import user_group
 from incidents.realtime import center_group
@@ -64,6 +66,9 @@ SESSION_BACKEND = "django.contrib.auth.backends.ModelBackend"
 # `send_json` writes the message as json.dumps does, the incident id first; reading the
 # id off the front spares the client parsing 5,000 messages a second at 100 events/s.
 CREATED = re.compile(r'\{"type": "incident\.created", "incident": \{"id": (\d+)[,}]')
+LOCATED = re.compile(r'\{"type": "incident\.location", "incident": \{"id": (\d+)[,}]')
+# The incident's own position: its "location" comes before the track and the cameras.
+POSITION = re.compile(r'"location": \{"lat": ([-\d.e]+), "lon": ([-\d.e]+)')
 
 
 def run() -> list[Figure]:
@@ -74,27 +79,14 @@ def run() -> list[Figure]:
     key = intake.fresh_key(partner)
     operators = ensure_operators(center)
     report("data", f"centre {center.slug}; partner {partner.slug}; {len(operators)} operators")
-    groups = [center_group(center.pk), *(user_group(user.pk) for user in operators)]
-    forget_groups(groups)  # a killed earlier run's members would be pushed to as well
-    cookies: list[str] = []
-    try:
-        cookies.extend(session_cookie(user) for user in operators)
-        with daphne_servers(SERVERS) as servers:
-            ports = ", ".join(str(s.port) for s in servers)
-            report(
-                f"{SERVERS} Daphne processes",
-                f"ports {ports} (production layout on 2 cores); DB_POOL_MAX {settings.DB_POOL_MAX}",
-            )
-            report(
-                "load",
-                f"{SOCKETS} operator sockets ({SOCKETS // SERVERS} per process); POSTs open loop, "
-                f"alternating ports; {WARMUP_S:.0f} s warm-up + {DURATION_S:.0f} s measured per rate",
-            )
-            phases = asyncio.run(measure(servers, cookies, intake.intake_request(key)))
-    finally:
-        for cookie in cookies:
-            session_store(cookie.split("=", 1)[1]).delete()
-        forget_groups(groups)
+    with operator_sessions(center, operators) as cookies, daphne_servers(SERVERS) as servers:
+        report_servers(servers)
+        report(
+            "load",
+            f"{SOCKETS} operator sockets ({SOCKETS // SERVERS} per process); POSTs open loop, "
+            f"alternating ports; {WARMUP_S:.0f} s warm-up + {DURATION_S:.0f} s measured per rate",
+        )
+        phases = asyncio.run(measure(servers, cookies, intake.intake_request(key)))
 
     figures: list[Figure] = []
     for phase in phases:
@@ -143,6 +135,14 @@ def analyze_incident_tables() -> None:
         )
 
 
+def report_servers(servers: list[Server]) -> None:
+    ports = ", ".join(str(s.port) for s in servers)
+    report(
+        f"{len(servers)} Daphne processes",
+        f"ports {ports} (production layout on 2 cores); DB_POOL_MAX {settings.DB_POOL_MAX}",
+    )
+
+
 def forget_groups(groups: list[str]) -> None:
     """Empty these channel-layer groups while no server of the bench runs.
 
@@ -166,11 +166,11 @@ def forget_groups(groups: list[str]) -> None:
 # --- operators and sessions ----------------------------------------------------------
 
 
-def ensure_operators(center: Center) -> list[AbstractBaseUser]:
-    """SOCKETS operators of `center`, made once and reused; no usable password (never logged in)."""
+def ensure_operators(center: Center, count: int = SOCKETS) -> list[AbstractBaseUser]:
+    """`count` operators of `center`, made once and reused; no usable password (never logged in)."""
     user_model = get_user_model()
     users: list[AbstractBaseUser] = []
-    for number in range(1, SOCKETS + 1):
+    for number in range(1, count + 1):
         user, created = user_model.objects.get_or_create(username=f"{USERNAME_PREFIX}{number:02d}")
         if created:
             user.set_unusable_password()
@@ -180,6 +180,24 @@ def ensure_operators(center: Center) -> list[AbstractBaseUser]:
         )
         users.append(user)
     return users
+
+
+@contextlib.contextmanager
+def operator_sessions(center: Center, operators: list[AbstractBaseUser]) -> Iterator[list[str]]:
+    """A logged-in session cookie per operator; on the way out the sessions are deleted.
+
+    The centre's and the operators' channel-layer groups are emptied before and after.
+    """
+    groups = [center_group(center.pk), *(user_group(user.pk) for user in operators)]
+    forget_groups(groups)  # a killed earlier run's members would be pushed to as well
+    cookies: list[str] = []
+    try:
+        cookies.extend(session_cookie(user) for user in operators)
+        yield cookies
+    finally:
+        for cookie in cookies:
+            session_store(cookie.split("=", 1)[1]).delete()
+        forget_groups(groups)
 
 
 def session_store(session_key: str | None = None) -> Any:
@@ -244,46 +262,72 @@ class Socket:
     server: int
     ws: aiohttp.ClientWebSocketResponse
     arrived: dict[int, float] = field(default_factory=dict)
+    # (incident id, lat, lon) of each incident.location → its first arrival (bench/load.py)
+    located: dict[tuple[int, float, float], float] = field(default_factory=dict)
     closed: bool = False
 
 
 async def measure(servers: list[Server], cookies: list[str], post: RequestMaker) -> list[Phase]:
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
-        sockets: list[Socket] = []
-        listeners: list[asyncio.Task[None]] = []
-        try:
-            start = time.perf_counter()
-            await connect_all(http, servers, cookies, sockets, listeners)
-            report(
-                "sockets",
-                f"{len(sockets)} open, snapshot received on each ({time.perf_counter() - start:.1f} s)",
-            )
-            await asyncio.sleep(0.1)  # a socket the server already closed shows as closed now
-            if closed := sum(s.closed for s in sockets):
-                report("", f"{closed} of {len(sockets)} sockets already closed by the server before the load")
-            phases = []
-            for rate in RATES:
-                phase = await drive(http, servers, post, rate, sockets)
-                summarise(phase, sockets)
-                print_phase(phase, sockets)
-                phases.append(phase)
-            if any(s.closed for s in sockets) or any(p.post.error_count or p.missing_pairs for p in phases):
-                logged = sum((server.log_exceptions() for server in servers), collections.Counter[str]())
-                for line, count in logged.most_common(3):
-                    report("server log", f"{count} × {line}")
-                if dropped := sum(over_capacity_lines(server) for server in servers):
-                    report(
-                        "server log", f"{dropped} × channel layer group send over capacity (messages dropped)"
-                    )
-            return phases
-        finally:
-            for socket in sockets:
-                await socket.ws.close()
-            for task in listeners:
-                task.cancel()
-            await asyncio.gather(*listeners, return_exceptions=True)
+    async with (
+        aiohttp.ClientSession(timeout=timeout, connector=connector) as http,
+        operator_sockets(http, servers, cookies) as sockets,
+    ):
+        phases = []
+        for rate in RATES:
+            phase = await drive(http, servers, post, rate, sockets)
+            summarise(phase, sockets)
+            print_phase(phase, sockets)
+            phases.append(phase)
+        if any(s.closed for s in sockets) or any(p.post.error_count or p.missing_pairs for p in phases):
+            report_server_logs(servers)
+        return phases
+
+
+@contextlib.asynccontextmanager
+async def operator_sockets(
+    http: aiohttp.ClientSession, servers: list[Server], cookies: list[str]
+) -> AsyncIterator[list[Socket]]:
+    """One dashboard socket per cookie, spread over the servers, each past its snapshot and read.
+
+    Closed on the way out, whatever happened.
+    """
+    sockets: list[Socket] = []
+    listeners: list[asyncio.Task[None]] = []
+    try:
+        start = time.perf_counter()
+        await connect_all(http, servers, cookies, sockets, listeners)
+        report(
+            "sockets",
+            f"{len(sockets)} open, snapshot received on each ({time.perf_counter() - start:.1f} s)",
+        )
+        await asyncio.sleep(0.1)  # a socket the server already closed shows as closed now
+        if closed := sum(s.closed for s in sockets):
+            report("", f"{closed} of {len(sockets)} sockets already closed by the server before the load")
+        yield sockets
+    finally:
+        await close_sockets([socket.ws for socket in sockets], listeners)
+
+
+async def close_sockets(
+    sockets: list[aiohttp.ClientWebSocketResponse], readers: list[asyncio.Task[None]]
+) -> None:
+    """Close the sockets, then stop the tasks that read them."""
+    for ws in sockets:
+        await ws.close()
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+
+
+def report_server_logs(servers: list[Server]) -> None:
+    """What the servers logged that explains errors: exceptions, messages the layer dropped."""
+    logged = sum((server.log_exceptions() for server in servers), collections.Counter[str]())
+    for line, count in logged.most_common(3):
+        report("server log", f"{count} × {line}")
+    if dropped := sum(over_capacity_lines(server) for server in servers):
+        report("server log", f"{dropped} × channel layer group send over capacity (messages dropped)")
 
 
 async def connect_all(
@@ -336,6 +380,9 @@ async def listen(socket: Socket) -> None:
         data: str = message.data
         if (match := CREATED.match(data)) is not None:
             socket.arrived.setdefault(int(match.group(1)), now)
+        elif (match := LOCATED.match(data)) is not None and (where := POSITION.search(data)) is not None:
+            key = (int(match.group(1)), round(float(where.group(1)), 6), round(float(where.group(2)), 6))
+            socket.located.setdefault(key, now)
         elif '"incident.created"' in data[:64]:  # another field order: parse it properly
             parsed = json.loads(data)
             socket.arrived.setdefault(int(parsed["incident"]["id"]), now)
@@ -343,13 +390,20 @@ async def listen(socket: Socket) -> None:
 
 
 async def drive(
-    http: aiohttp.ClientSession, servers: list[Server], post: RequestMaker, rate: int, sockets: list[Socket]
+    http: aiohttp.ClientSession,
+    servers: list[Server],
+    post: RequestMaker,
+    rate: int,
+    sockets: list[Socket],
+    *,
+    warmup_s: float = WARMUP_S,
+    duration_s: float = DURATION_S,
 ) -> Phase:
     """POST at `rate` by the clock, then wait until every socket has every event (or the deadline)."""
-    phase = Phase(rate=rate, post=LoadResult(label=f"POST @{rate}/s", latencies_ms=[], window_s=DURATION_S))
+    phase = Phase(rate=rate, post=LoadResult(label=f"POST @{rate}/s", latencies_ms=[], window_s=duration_s))
     pids = [server.process.pid for server in servers]
-    warmup = round(WARMUP_S * rate)
-    total = warmup + round(DURATION_S * rate)
+    warmup = round(warmup_s * rate)
+    total = warmup + round(duration_s * rate)
     cpu_start: dict[str, Any] = {}
     answered = 0
 
@@ -357,10 +411,7 @@ async def drive(
         nonlocal answered
         index = number % len(servers)
         sent = time.perf_counter()
-        try:
-            status, body = await post(http, servers[index].base_url, rate, number)
-        except (aiohttp.ClientError, TimeoutError) as error:
-            status, body = -1, repr(error).encode()
+        status, body = await attempt(post(http, servers[index].base_url, rate, number))
         done = time.perf_counter()
         answered += 1
         if number >= warmup:
@@ -369,9 +420,7 @@ async def drive(
             phase.last_sent = max(phase.last_sent, sent)
             phase.last_answered = max(phase.last_answered, done)
         if status != 201:  # each external id is new: 200 ("already received") is wrong too
-            phase.post.errors[str(status) if status > 0 else body.decode()[:60]] += 1
-            if len(phase.post.error_samples) < 3:
-                phase.post.error_samples.append(f"{status} {body[:160]!r}")
+            phase.post.record_error(status, body)
             return
         if number < warmup:
             return
@@ -381,11 +430,7 @@ async def drive(
         phase.post.latencies_ms.append((done - sent) * 1000)
 
     tasks: list[asyncio.Task[None]] = []
-    begin = time.perf_counter() + 0.05
-    for number in range(total):
-        scheduled = begin + number / rate
-        if (delay := scheduled - time.perf_counter()) > 0:
-            await asyncio.sleep(delay)
+    async for number, scheduled in paced(rate, total):
         if number == warmup:
             cpu_start = cpu_sample(pids)
         tasks.append(asyncio.create_task(one(number, scheduled)))
