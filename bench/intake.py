@@ -355,8 +355,9 @@ def measure_servers(*, count: int, key: str) -> Measured:
 RequestMaker = Callable[[aiohttp.ClientSession, str, int, int], Any]
 
 
-def intake_request(key: str) -> RequestMaker:
-    run_tag = f"{int(time.time())}-{os.getpid()}"
+def intake_request(key: str, run_tag: str = "") -> RequestMaker:
+    """POSTs of new events; external ids `bench-<run_tag>-<worker>-<sequence>`, unique per run."""
+    run_tag = run_tag or f"{int(time.time())}-{os.getpid()}"
     rng = random.Random(LOAD_SEED)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
