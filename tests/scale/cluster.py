@@ -95,6 +95,9 @@ class Cluster:
         return {name: int(s.get("total", {}).get(task_name, 0)) for name, s in (stats or {}).items()}
 
 
+START_TIMEOUT_S = 90.0
+
+
 @contextmanager
 def cluster_running(**env_overrides: str) -> Iterator[Cluster]:
     """Start every process at once (start-up is mostly waiting), stop them all afterwards."""
@@ -109,7 +112,8 @@ def cluster_running(**env_overrides: str) -> Iterator[Cluster]:
     processes: list[Any] = [*cluster.web, *cluster.workers, cluster.beat]
     try:
         with ThreadPoolExecutor(max_workers=len(processes)) as pool:
-            for started in [pool.submit(p.start) for p in processes]:
+            # A generous bound: five processes importing Django at once on a busy CI machine.
+            for started in [pool.submit(p.start, START_TIMEOUT_S) for p in processes]:
                 started.result()
         yield cluster
     finally:

@@ -1,4 +1,4 @@
-"""Fixtures of the scale-out tests: the cluster (per module) and the socket loop (per test)."""
+"""Fixtures of the scale-out tests: the cluster (once for the package) and the socket loop (per test)."""
 
 from __future__ import annotations
 
@@ -26,14 +26,14 @@ FAST_BEAT = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("scale-clips")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def cluster(django_db_setup: None, clip_dir: Path) -> Iterator[Cluster]:
-    """Two Daphne instances, two Celery workers and one beat, shared by a module's tests."""
+    """Two Daphne instances, two Celery workers and one beat, started once for tests/scale/."""
     with cluster_running(**FAST_BEAT, CLIP_STORAGE_DIR=str(clip_dir)) as running:
         yield running
 
