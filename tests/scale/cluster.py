@@ -89,10 +89,17 @@ class Cluster:
     workers: tuple[CeleryWorker, CeleryWorker]
     beat: CeleryBeat
 
-    def tasks_run(self, task_name: str) -> dict[str, int]:
-        """How many times each worker has run `task_name` since it started (Celery's own counters)."""
-        stats = celery_app.control.inspect(destination=[w.hostname for w in self.workers], timeout=2).stats()
-        return {name: int(s.get("total", {}).get(task_name, 0)) for name, s in (stats or {}).items()}
+    def tasks_run(self, task_name: str, timeout: float = 15.0) -> dict[str, int]:
+        """How many times each worker has run `task_name` since it started (Celery's own counters).
+
+        A solo-pool worker answers only between tasks, so ask again until both have.
+        """
+        hostnames = [w.hostname for w in self.workers]
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = celery_app.control.inspect(destination=hostnames, timeout=1).stats() or {}
+            if len(stats) == len(hostnames) or time.monotonic() > deadline:
+                return {name: int(s.get("total", {}).get(task_name, 0)) for name, s in stats.items()}
 
 
 START_TIMEOUT_S = 90.0

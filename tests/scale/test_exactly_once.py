@@ -63,12 +63,14 @@ def screens_on_every_instance(cluster: Cluster, sockets: SocketLoop, centre: Any
     return screens
 
 
-def assert_both_workers_ran(cluster: Cluster, task_name: str) -> None:
-    runs = cluster.tasks_run(task_name)
-    assert len(runs) == 2 and all(n > 0 for n in runs.values()), runs
+def assert_both_workers_ran(cluster: Cluster, task_name: str, before: dict[str, int]) -> None:
+    """Each worker ran the task during this test (Celery's counters, read before and after)."""
+    after = cluster.tasks_run(task_name)
+    assert len(after) == 2 and all(n > before.get(name, 0) for name, n in after.items()), (before, after)
 
 
 def test_each_overdue_incident_escalates_exactly_once(cluster, sockets, center_factory):
+    before = cluster.tasks_run("incidents.tasks.escalate_overdue")
     centre = center_factory("seoul-junggu", JUNGGU)
     police = partner_with_agreement("police-112", "police")
     screens = screens_on_every_instance(cluster, sockets, centre, "op-escalation")
@@ -93,7 +95,7 @@ def test_each_overdue_incident_escalates_exactly_once(cluster, sockets, center_f
     assert Counter(timeline) == once
     for screen in screens:
         assert Counter(m["incident"]["id"] for m in screen.of_type("incident.escalated")) == once
-    assert_both_workers_ran(cluster, "incidents.tasks.escalate_overdue")
+    assert_both_workers_ran(cluster, "incidents.tasks.escalate_overdue", before)
 
 
 def expired_clips(camera: Camera, storage: Path, *, count: int, **extra: Any) -> list[Clip]:
@@ -124,6 +126,7 @@ def expired_clips(camera: Camera, storage: Path, *, count: int, **extra: Any) ->
 
 
 def test_two_workers_destroy_each_expired_clip_once(cluster, clip_dir, center_factory, camera_factory):
+    before = cluster.tasks_run("cameras.tasks.purge_footage")
     centre = center_factory("seoul-junggu", JUNGGU)
     camera = camera_factory(lat=37.5663, lon=126.9779, center=centre)  # no stream: probes leave it alone
     # More than two purge batches (1,000 each), so both workers hold batches at once.
@@ -145,10 +148,11 @@ def test_two_workers_destroy_each_expired_clip_once(cluster, clip_dir, center_fa
     assert all((clip_dir / c.file).exists() for c in kept)
     assert not Clip.objects.filter(pk__in=[c.pk for c in kept], destroyed_at__isnull=False).exists()
     assert audit_chain_verify().intact  # two writers, one unbroken chain
-    assert_both_workers_ran(cluster, "cameras.tasks.purge_footage")
+    assert_both_workers_ran(cluster, "cameras.tasks.purge_footage", before)
 
 
 def test_each_webhook_reaches_the_partner_once_per_idempotency_key(cluster, partner_server):  # noqa: F811
+    before = cluster.tasks_run("partners.tasks.webhook_deliver")
     partner_server.failures = 6  # the first attempts fail: retries are spread over both workers
     partner = Partner.objects.create(
         slug="police-112", name="112", kind="police", webhook_url=partner_server.url, signing_secret="s" * 32
@@ -173,10 +177,11 @@ def test_each_webhook_reaches_the_partner_once_per_idempotency_key(cluster, part
     # Every request the partner saw is an attempt in the delivery log, and no attempt was doubled.
     assert WebhookDelivery.objects.count() == len(partner_server.received)
     assert WebhookDelivery.objects.filter(succeeded=True).count() == 30
-    assert_both_workers_ran(cluster, "partners.tasks.webhook_deliver")
+    assert_both_workers_ran(cluster, "partners.tasks.webhook_deliver", before)
 
 
 def test_each_share_ends_once_when_it_expires(cluster, sockets, center_factory, partner_server):  # noqa: F811
+    before = cluster.tasks_run("partners.tasks.shares_expire")
     centre = center_factory("seoul-junggu", JUNGGU)
     police = partner_with_agreement("police-112", "police")
     Partner.objects.filter(pk=police.pk).update(webhook_url=partner_server.url)
@@ -201,7 +206,7 @@ def test_each_share_ends_once_when_it_expires(cluster, sockets, center_factory, 
     for screen in screens:
         assert Counter(m["share"]["id"] for m in screen.of_type("share.ended")) == once
     assert Counter(ended_webhooks(partner_server)) == once
-    assert_both_workers_ran(cluster, "partners.tasks.shares_expire")
+    assert_both_workers_ran(cluster, "partners.tasks.shares_expire", before)
 
 
 def ended_webhooks(server: PartnerServer) -> list[int]:
@@ -217,6 +222,7 @@ def statuses_pushed(screen: Screen) -> Counter[tuple[int, str]]:
 def test_camera_health_pushes_each_status_change_once(
     cluster, sockets, center_factory, camera_factory, rtsp_server_factory
 ):
+    before = cluster.tasks_run("cameras.tasks.probe_cameras")
     rtsp = rtsp_server_factory(streams=3, width=320, height=240, fps=15)
     centre = center_factory("seoul-junggu", JUNGGU)
     up = [
@@ -250,7 +256,7 @@ def test_camera_health_pushes_each_status_change_once(
 
     for screen in screens:
         assert statuses_pushed(screen) == first | {(pk, CameraStatus.OFFLINE): 1 for pk in up}
-    assert_both_workers_ran(cluster, "cameras.tasks.probe_cameras")
+    assert_both_workers_ran(cluster, "cameras.tasks.probe_cameras", before)
 
 
 # --- a partner slower than the delivery lease ----------------------------------------
