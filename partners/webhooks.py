@@ -13,12 +13,15 @@ Headers: `X-Timestamp` (unix seconds), `X-Signature: sha256=<hex HMAC-SHA256 of
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import http.client
 import json
 import logging
 import random
+import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -94,31 +97,76 @@ class Outcome:
 
 
 def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
-    """One POST with a hard timeout; redirects are not followed (a webhook URL is exact)."""
+    """One POST: connect within WEBHOOK_TIMEOUT_S, then the whole exchange within it too.
+
+    Redirects are not followed (a webhook URL is exact). The socket timeout bounds each
+    read, not the exchange: a partner answering a header line every few seconds would
+    keep the attempt alive past its lease (`webhook_claim`), the sweeper would hand the
+    message to another worker, and the partner would receive it twice at once. A
+    watchdog cuts the connection at the deadline instead.
+    """
     started = time.monotonic()
     parts = urlsplit(url)
     try:
-        if parts.scheme == "https":
-            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                parts.hostname or "", parts.port, timeout=settings.WEBHOOK_TIMEOUT_S
-            )
-        elif parts.scheme == "http" and not settings.WEBHOOK_REQUIRE_HTTPS:
-            connection = http.client.HTTPConnection(
-                parts.hostname or "", parts.port, timeout=settings.WEBHOOK_TIMEOUT_S
-            )
-        else:
+        connection = webhook_connection(parts.scheme, parts.hostname or "", parts.port)
+        if connection is None:
             return Outcome(None, "webhook URL must use https", 0)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
-            connection.request("POST", path, body=body, headers=headers)
-            response = connection.getresponse()
-            response.read(64 * 1024)
-            status = response.status
+            connection.connect()
+            with ExchangeDeadline(connection.sock, settings.WEBHOOK_TIMEOUT_S) as deadline:
+                try:
+                    connection.request("POST", path, body=body, headers=headers)
+                    response = connection.getresponse()
+                    response.read(64 * 1024)
+                    status = response.status
+                except (OSError, http.client.HTTPException):
+                    if not deadline.passed.is_set():
+                        raise
+            # Cut off mid-answer, http.client may even take the cut for the end of the
+            # headers: an answer that did not finish in time is never a delivery.
+            if deadline.passed.is_set():
+                error = f"timeout: no complete answer within {settings.WEBHOOK_TIMEOUT_S:g} s"
+                return Outcome(None, error, elapsed_ms(started))
         finally:
             connection.close()
     except (OSError, http.client.HTTPException) as exc:
         return Outcome(None, f"{type(exc).__name__}: {exc}"[:300], elapsed_ms(started))
     return Outcome(status, "" if 200 <= status < 300 else f"HTTP {status}", elapsed_ms(started))
+
+
+def webhook_connection(scheme: str, host: str, port: int | None) -> http.client.HTTPConnection | None:
+    """A connection for the URL's scheme; None for plain http when https is required."""
+    timeout = settings.WEBHOOK_TIMEOUT_S
+    if scheme == "https":
+        return http.client.HTTPSConnection(host, port, timeout=timeout)
+    if scheme == "http" and not settings.WEBHOOK_REQUIRE_HTTPS:
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+    return None
+
+
+class ExchangeDeadline:
+    """Shuts a connected socket down once `seconds` have passed, unless left before that."""
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        self.sock = sock
+        self.passed = threading.Event()
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    def expire(self) -> None:
+        self.passed.set()
+        with contextlib.suppress(OSError):
+            # The plain socket's shutdown, also under TLS: it wakes the blocked read with an
+            # error without touching the SSL object another thread is reading through.
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+
+    def __enter__(self) -> ExchangeDeadline:
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.timer.cancel()
 
 
 def elapsed_ms(started: float) -> int:

@@ -1,7 +1,8 @@
 """Settings for Smart City Safety Net.
 
 Every value comes from an environment variable (documented in README with its default),
-so one build runs unchanged on a laptop, in CI and on a city's servers.
+so one build runs unchanged on a laptop, in CI and on a city's servers. Secrets may
+instead come from a file named by `<NAME>_FILE` (see `env_secret`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,31 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_secret(name: str, default: str = "") -> str:
+    """`NAME` from the environment, or the contents of the file named by `NAME_FILE`.
+
+    Docker/Kubernetes secrets and systemd `LoadCredential=` hand secrets over as files, so
+    they never show in `ps e`, `docker inspect` or a unit's Environment=. Surrounding
+    whitespace (the trailing newline of `echo … > file`) is dropped. Setting both is an
+    error rather than a silent choice; an unreadable file names the variable, never a value.
+    """
+    path = os.environ.get(f"{name}_FILE", "")
+    if not path:
+        return os.environ.get(name, default)
+    if os.environ.get(name):
+        raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImproperlyConfigured(f"{name}_FILE: cannot read {path} ({exc.__class__.__name__})") from exc
+
+
 DEBUG = env_bool("DEBUG", False)
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+SECRET_KEY = env_secret("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+        raise ImproperlyConfigured("SECRET_KEY must be set (or SECRET_KEY_FILE) when DEBUG is off.")
     SECRET_KEY = "insecure-development-key-only-for-debug-mode-0123456789abcdef"  # noqa: S105
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
@@ -97,7 +117,7 @@ TEMPLATES = [
 ]
 
 # PostGIS is required: the spatial selectors rely on KNN (<->) and geography dwithin.
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgis://postgres@127.0.0.1:5432/smartcity")
+DATABASE_URL = env_secret("DATABASE_URL", "postgis://postgres@127.0.0.1:5432/smartcity")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 DATABASES["default"]["ENGINE"] = "django.contrib.gis.db.backends.postgis"
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
@@ -109,7 +129,7 @@ if DB_POOL_MAX > 0:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX, "timeout": 10}
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = env_secret("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 CACHES = {
     "default": {
@@ -136,7 +156,7 @@ CHANNEL_LAYERS = {
     }
 }
 
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+CELERY_BROKER_URL = env_secret("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -267,7 +287,7 @@ CSP_RELAXED_PATHS = ("/admin/", "/api/docs/", "/api/redoc/")
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
 # /metrics (Prometheus): only from these networks, or with this bearer token.
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "127.0.0.1/32,::1/128")
-METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
 # /healthz is probed by load balancers over plain HTTP inside the private network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 
@@ -328,7 +348,7 @@ CELERY_BEAT_SCHEDULE["incidents-escalate"] = {
 # Absolute base of the share links partners receive (`viewer_url`).
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 # Key share tokens are derived with (HMAC); changing it voids every open share link.
-SHARE_TOKEN_SECRET = os.environ.get("SHARE_TOKEN_SECRET", "") or SECRET_KEY
+SHARE_TOKEN_SECRET = env_secret("SHARE_TOKEN_SECRET") or SECRET_KEY
 # How many of the incident's nearest cameras a share carries.
 SHARE_CAMERA_COUNT = int(os.environ.get("SHARE_CAMERA_COUNT", "4"))
 # An open share video socket re-reads its share this often (revocations also arrive at once).
