@@ -15,4 +15,5 @@ COPY . .
 RUN SECRET_KEY=build-only DEBUG=false python manage.py collectstatic --noinput -v0
 USER safenet
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "smartcity.asgi:application"]
+# No access log: share links carry their token in the path (nginx logs the rest).
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "--access-log", "/dev/null", "smartcity.asgi:application"]

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.services import audit_record
-from cameras.access import camera_viewable_by, share_allows
+from cameras.access import ShareGrant, camera_viewable_by, share_grant
 from cameras.models import Camera, CameraStatus, Center
 from cameras.sessions import sessions_end_all
 from cameras.snapshot import SnapshotUnavailable, snapshot_get
@@ -59,10 +59,14 @@ def snapshot(request: HttpRequest, camera_id: int) -> HttpResponse:
     if not request.user.is_authenticated and not token:
         return error(403, _("Log in or open a share link to see this camera."))
     camera = Camera.objects.filter(pk=camera_id).only("id", "center_id", "stream_url", "status").first()
-    allowed = camera is not None and (
-        (request.user.is_authenticated and camera_viewable_by(request.user, camera))
-        or (bool(token) and share_allows(token, camera.pk))
+    as_staff = camera is not None and camera_viewable_by(request.user, camera)
+    # A share is held to its agreement's networks here as on the live socket.
+    grant = (
+        share_grant(token, camera.pk, request.META.get("REMOTE_ADDR", ""))
+        if camera is not None and token and not as_staff
+        else None
     )
+    allowed = as_staff or grant is not None
     if camera is None or (allowed and not camera.stream_url):
         return error(404, _("No such camera, or it has no video stream."))
     if not allowed:
@@ -74,21 +78,29 @@ def snapshot(request: HttpRequest, camera_id: int) -> HttpResponse:
         jpeg = snapshot_get(camera_id=camera.pk, url=camera.stream_url)
     except SnapshotUnavailable:
         return error(503, _("The camera is offline."), **{"Retry-After": retry})
-    snapshot_record(request, camera, shared=not camera_viewable_by(request.user, camera))
+    snapshot_record(request, camera, grant=None if as_staff else grant)
     response = HttpResponse(jpeg, content_type="image/jpeg")
     response["Cache-Control"] = f"private, max-age={int(settings.CAMERA_SNAPSHOT_CACHE_S)}"
     return response
 
 
-def snapshot_record(request: HttpRequest, camera: Camera, *, shared: bool) -> None:
-    """A still is a viewing too: the ledger lists it like a live view."""
+def snapshot_record(request: HttpRequest, camera: Camera, *, grant: ShareGrant | None) -> None:
+    """A still is a viewing too: the ledger lists it like a live view, with the share and partner."""
     user = request.user
+    details: dict[str, object] = {"share": grant is not None}
+    if grant is not None:
+        details |= {
+            "share_id": grant.share_id,
+            "incident_id": grant.incident_id,
+            "partner": grant.partner_slug,
+        }
     with transaction.atomic():
         audit_record(
             action="video.snapshot",
-            actor="share" if shared else f"user:{user.get_username()}",
-            user_id=None if shared else user.pk,
+            actor=f"share:{grant.partner_slug}" if grant is not None else f"user:{user.get_username()}",
+            user_id=None if grant is not None else user.pk,
+            partner_id=grant.partner_id if grant is not None else None,
             object_type="camera",
             object_id=camera.pk,
-            details={"share": shared},
+            details=details,
         )

@@ -53,7 +53,8 @@ pids+=($!)
 pids+=($!)
 "$VENV/bin/celery" -A smartcity beat --loglevel=INFO --schedule "$RUN_DIR/celerybeat-schedule" &
 pids+=($!)
-"$VENV/bin/daphne" -b "$HOST" -p "$PORT" smartcity.asgi:application &
+# No access log: share links carry their token in the path.
+"$VENV/bin/daphne" -b "$HOST" -p "$PORT" --access-log /dev/null smartcity.asgi:application &
 pids+=($!)
 
 # Wait for Daphne to accept connections (bash's /dev/tcp: no child process, so Ctrl-C

@@ -11,13 +11,28 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import re
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 
+# A share link's token is its whole secret: `/shared/<token>/` and `?share=<token>`.
+SHARE_TOKEN = re.compile(r"(/shared/|[?&]share=)[A-Za-z0-9_-]{8,}")
+
+
+def share_tokens_masked(text: str) -> str:
+    return SHARE_TOKEN.sub(r"\1***", text)
+
+
 class RequestIdFilter(logging.Filter):
+    """Adds the request id, and masks share tokens (Django logs e.g. `Forbidden: /shared/<token>/`)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        message = record.getMessage()
+        masked = share_tokens_masked(message)
+        if masked != message:
+            record.msg, record.args = masked, None
         return True
 
 

@@ -199,3 +199,17 @@ def test_static_files_carry_the_policy_and_nosniff():
     assert STRICT_SCRIPTS in response.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_share_tokens_never_reach_a_log_line() -> None:
+    token = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1u"
+    record = logging.LogRecord(
+        "django.request", logging.WARNING, __file__, 1, "Forbidden: %s", (f"/shared/{token}/",), None
+    )
+    RequestIdFilter().filter(record)
+    assert token not in JsonFormatter().format(record)
+    assert record.getMessage() == "Forbidden: /shared/***/"
+    snapshot = f"GET /cameras/7/snapshot.jpg?share={token}&x=1"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, snapshot, None, None)
+    RequestIdFilter().filter(record)
+    assert record.getMessage() == "GET /cameras/7/snapshot.jpg?share=***&x=1"

@@ -11,14 +11,19 @@ from typing import Any
 import av
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from audit.models import AuditEntry
 from cameras import access, relay
 from cameras.models import Camera, Center
 from cameras.selectors import make_point
+from incidents.services import EventIn, incident_intake
+from partners.models import Agreement, Share
+from partners.sharing import share_token
 from tests.conftest import box
 from tests.fixtures.rtsp import free_port
 from tests.incidents.conftest import operator_of
+from tests.partners.conftest import partner_with_agreement
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.rtsp]
 
@@ -31,14 +36,8 @@ def centre(slug: str, west: float) -> Center:
 
 def camera_of(center: Center | None, url: str, **extra: Any) -> Camera:
     n = Camera.objects.count() + 1
-    return Camera.objects.create(
-        code=f"S-{n:04d}",
-        name=f"Snap {n}",
-        center=center,
-        location=make_point(lat=37.5, lon=126.95),
-        stream_url=url,
-        **extra,
-    )
+    extra.setdefault("location", make_point(lat=37.5, lon=126.95))
+    return Camera.objects.create(code=f"S-{n:04d}", name=f"Snap {n}", center=center, stream_url=url, **extra)
 
 
 def logged_in(user: Any) -> Client:
@@ -139,25 +138,36 @@ def test_anonymous_is_refused_without_learning_whether_the_camera_exists(mine):
     assert client.get(f"/cameras/{camera.pk + 999}/snapshot.jpg").status_code == 403
 
 
-def test_a_share_token_is_asked_about_the_camera(rtsp_server_factory, mine, monkeypatch):
+def test_a_share_link_opens_its_cameras_from_the_agreements_networks_and_is_audited(
+    rtsp_server_factory, mine
+):
     server = rtsp_server_factory(**SMALL)
     camera = camera_of(mine, server.url())
-    asked: list[tuple[str, int]] = []
+    far = camera_of(mine, server.url(), location=make_point(lat=37.55, lon=126.95))  # ~5.5 km away
+    police = partner_with_agreement("police-112", "police")
+    Agreement.objects.filter(partner=police).update(viewer_networks="10.20.0.0/16")
+    incident, _ = incident_intake(
+        partner=police,
+        event=EventIn(
+            external_id="snap-1", type="police.dispatch", occurred_at=timezone.now(), lat=37.5, lon=126.95
+        ),
+    )
+    share = Share.objects.get(incident=incident)
+    token = share_token(share.token_nonce)
+    inside = Client(REMOTE_ADDR="10.20.1.2")
 
-    def share_allows(token: str, camera_id: int) -> bool:
-        asked.append((token, camera_id))
-        return token == "good-token"
-
-    # The real rule comes with shares; what matters here is that the view asks it.
-    monkeypatch.setattr("cameras.views.share_allows", share_allows)
-    client = Client()
-
-    assert client.get(f"/cameras/{camera.pk}/snapshot.jpg?share=bad-token").status_code == 403
-    response = client.get(f"/cameras/{camera.pk}/snapshot.jpg?share=good-token")
+    assert (
+        Client(REMOTE_ADDR="127.0.0.1").get(f"/cameras/{camera.pk}/snapshot.jpg?share={token}").status_code
+        == 403
+    )
+    assert inside.get(f"/cameras/{far.pk}/snapshot.jpg?share={token}").status_code == 403
+    assert inside.get(f"/cameras/{camera.pk}/snapshot.jpg?share=not-a-token").status_code == 403
+    response = inside.get(f"/cameras/{camera.pk}/snapshot.jpg?share={token}")
     assert response.status_code == 200
     assert jpeg_size(response.content) == (320, 240)
-    assert asked == [("bad-token", camera.pk), ("good-token", camera.pk)]
-    assert AuditEntry.objects.get(action="video.snapshot").actor == "share"
+    entry = AuditEntry.objects.get(action="video.snapshot")
+    assert entry.actor == "share:police-112" and entry.partner_id == police.pk
+    assert entry.details["share_id"] == share.pk and entry.details["incident_id"] == incident.pk
 
 
 def test_without_shares_no_token_opens_a_camera(mine):
