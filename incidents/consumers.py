@@ -59,7 +59,7 @@ class OperatorConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "pong"})
 
     async def push(self, event: dict[str, Any]) -> None:
-        await self.send_json(event["message"])
+        await self.send(text_data=event["text"])  # encoded once by realtime.group_send
 
     async def session_ended(self, event: dict[str, Any]) -> None:
         await self.close(code=CLOSE_UNAUTHENTICATED)

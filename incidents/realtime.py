@@ -8,6 +8,7 @@ all of them), `centers.all` for incidents no centre covers.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Literal, TypedDict
 
@@ -181,12 +182,18 @@ def incident_load(incident_id: int) -> Incident | None:
 
 
 def group_send(groups: list[str], message: object) -> None:
+    """Send `message` to every socket of `groups`, as JSON text encoded here, once.
+
+    A centre's fifty dashboards would otherwise each encode the same incident again in
+    their consumer; the consumer forwards this text as it is.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
+    text = json.dumps(message)
     for group in groups:
         try:
-            async_to_sync(layer.group_send)(group, {"type": "push", "message": message})
+            async_to_sync(layer.group_send)(group, {"type": "push", "text": text})
         except Exception:  # Redis away: the incident is stored; dashboards resync on reconnect.
             log.warning("push to %s failed; dashboards will resync", group, exc_info=True)
 

@@ -57,7 +57,7 @@ class Listener:
             ready.set()
             while True:
                 event = await self.layer.receive(channel)
-                self.received.append(event["message"])
+                self.received.append(json.loads(event["text"]))
 
         self.task = self.loop.create_task(listen())
         with contextlib.suppress(asyncio.CancelledError):
