@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.contrib.gis.db.models.functions import Distance, GeometryDistance
 from django.contrib.gis.geos import Point
 from django.contrib.gis.measure import D
-from django.db.models import F, FloatField, Func, Q, QuerySet
+from django.db.models import Q, QuerySet
 
 from cameras.models import Camera, CameraStatus, Center
 
@@ -38,16 +38,6 @@ def camera_has_stream(camera: Camera) -> bool:
     """Whether the camera has a stream, without loading its (deferred, secret) URL."""
     present: bool | None = getattr(camera, "stream_present", None)
     return bool(camera.stream_url) if present is None else present
-
-
-def coordinate(axis: str) -> Func:
-    """Latitude (`ST_Y`) or longitude (`ST_X`) of a camera's position, computed in SQL."""
-    return Func(
-        F("location"),
-        function=axis,
-        template="%(function)s(%(expressions)s::geometry)",
-        output_field=FloatField(),
-    )
 
 
 def camera_position(camera: Camera) -> tuple[float, float]:
@@ -79,6 +69,25 @@ def with_distances(queryset: QuerySet[Camera]) -> list[NearbyCamera]:
 NEAREST_OVERFETCH = 3
 
 
+# The nearest list is the intake's hottest query (every event, every location fix), so
+# it is written out rather than built by the ORM: building this query with three
+# spatial expressions cost more Python time than PostgreSQL took to answer it. Same
+# plan as the ORM's: the KNN `<->` walks the GiST index, `ST_DWithin` on geography
+# bounds it, `ST_Distance` (spheroid) gives the metres. The position comes back as two
+# numbers, not a GEOS point (a dozen GEOS calls a row), and never the stream URL.
+NEAREST_SQL = """
+    SELECT id, code, name, center_id, status, bearing_deg, fov_deg, range_m,
+           stream_url <> '' AS stream_present,
+           ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lon,
+           ST_Distance(location, %(point)s::geography) AS distance_m
+      FROM cameras_camera
+     {where}
+     ORDER BY location <-> %(point)s::geography
+     LIMIT %(limit)s
+"""
+NEAREST_WITHIN = "WHERE ST_DWithin(location, %(point)s::geography, %(radius)s)"
+
+
 def cameras_nearest(
     *, point: Point, limit: int = 10, max_distance_m: float | None = None
 ) -> list[NearbyCamera]:
@@ -89,26 +98,25 @@ def cameras_nearest(
     further away ranks before an offline one close by. With `max_distance_m`, only
     cameras within that many metres.
     """
-    # No centre join, and the position as two numbers rather than a GEOS point: every
-    # event ranks limit × NEAREST_OVERFETCH rows, and building a Center and a GEOS
-    # geometry for each (a dozen GEOS calls a row) was most of the intake's Python time.
-    queryset = (
-        Camera.objects.defer("stream_url", "location")
-        .annotate(stream_present=~Q(stream_url=""))
-        .annotate(lat=coordinate("ST_Y"), lon=coordinate("ST_X"))
-    )
-    if max_distance_m is not None:
-        queryset = queryset.filter(location__dwithin=(point, D(m=max_distance_m)))
-    queryset = queryset.annotate(distance=Distance("location", point)).order_by(
-        GeometryDistance("location", point)
-    )
-    nearest = with_distances(queryset[:limit])
+    nearest = nearest_rows(point=point, limit=limit, max_distance_m=max_distance_m)
     if all(near.camera.status != CameraStatus.OFFLINE for near in nearest):
         return nearest  # the usual case: no offline camera to push down, nothing to re-rank
-    found = with_distances(queryset[: limit * NEAREST_OVERFETCH])
+    found = nearest_rows(point=point, limit=limit * NEAREST_OVERFETCH, max_distance_m=max_distance_m)
     # sorted() is stable: within each group the exact distance order stays.
     ranked = sorted(found, key=lambda near: near.camera.status == CameraStatus.OFFLINE)
     return ranked[:limit]
+
+
+def nearest_rows(*, point: Point, limit: int, max_distance_m: float | None) -> list[NearbyCamera]:
+    sql = NEAREST_SQL.format(where=NEAREST_WITHIN if max_distance_m is not None else "")
+    params = {"point": point.ewkt, "limit": limit, "radius": max_distance_m}
+    rows = Camera.objects.raw(sql, params)
+    # The index orders by distance on a sphere, `ST_Distance` measures on the spheroid:
+    # near-ties (~0.1 m apart) can come back swapped, so sort the few rows exactly.
+    return sorted(
+        (NearbyCamera(camera=c, distance_m=c.distance_m) for c in rows),  # type: ignore[attr-defined]
+        key=lambda near: near.distance_m,
+    )
 
 
 def cameras_within(*, point: Point, radius_m: float) -> list[NearbyCamera]:
@@ -131,6 +139,12 @@ class Routing:
     distance_m: float
 
 
+COVERING_SQL = """
+    SELECT id, name, slug, retention_days FROM cameras_center
+     WHERE ST_Covers(jurisdiction, %(point)s::geography) ORDER BY id LIMIT 1
+"""
+
+
 def center_for_point(*, point: Point) -> Routing:
     """The centre whose jurisdiction covers `point`.
 
@@ -138,14 +152,15 @@ def center_for_point(*, point: Point) -> Routing:
     knows the event was routed by proximity; `center` is None only if there are no
     centres at all.
     """
-    # The jurisdiction polygon stays in the database: a city boundary has thousands of
-    # vertices that GEOS would parse on every event for nothing.
-    centers = Center.objects.defer("jurisdiction")
-    covering = centers.filter(jurisdiction__covers=point).order_by("pk").first()
+    # Written out like NEAREST_SQL (every event routes), and the jurisdiction polygon
+    # stays in the database: a city boundary has thousands of vertices that GEOS would
+    # parse on every event for nothing.
+    covering = next(iter(Center.objects.raw(COVERING_SQL, {"point": point.ewkt})), None)
     if covering is not None:
         return Routing(center=covering, outside_jurisdiction=False, distance_m=0.0)
     nearest = (
-        centers.annotate(distance=Distance("jurisdiction", point))
+        Center.objects.defer("jurisdiction")
+        .annotate(distance=Distance("jurisdiction", point))
         .order_by(GeometryDistance("jurisdiction", point))
         .first()
     )

@@ -272,7 +272,7 @@ def test_nearest_still_walks_the_gist_index(camera_factory):
 
     with connection.execute_wrapper(capture):
         cameras_nearest(point=make_point(lat=ORIGIN[0], lon=ORIGIN[1]), limit=5)
-    sql, params = next((s, p) for s, p in captured if '"cameras_camera"' in s)
+    sql, params = next((s, p) for s, p in captured if "cameras_camera" in s)
     with transaction.atomic(), connection.cursor() as cursor:
         # 50 rows fit in one page, where a sequential scan is cheapest; forbid it to see
         # whether the query *can* use the index (on a big table the planner picks it).
