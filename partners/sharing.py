@@ -33,14 +33,16 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.db import transaction
+from django.db.models import F, Q, Value
 from django.utils import timezone
 
 from audit.services import audit_record
 from incidents.catalogue import EVENT_TYPES, POLICY_RANK, PartnerKind, SharePolicy
 from incidents.models import OPEN_STATUSES, Incident, TimelineEntry, TimelineKind
 from incidents.realtime import ShareMessage, SharePayload, group_of, group_send
-from partners.models import Agreement, AgreementEventType, Partner, Share, ShareCamera
+from partners.models import Agreement, Partner, Share, ShareCamera
 from partners.webhooks import VIEWER_URL_PENDING, webhook_enqueue
 
 log = logging.getLogger(__name__)
@@ -118,41 +120,41 @@ def in_curfew_window(moment: dt.datetime, agreement: Agreement) -> bool:
     return local >= start or local < end
 
 
-def agreement_for(
-    *, partner: Partner, event_type: str | None, center_id: int | None, day: dt.date
-) -> Agreement | ShareDecision:
-    """The recipient's agreement that may carry this share, or the refusal saying why not.
+def agreements_of(*, partner_id: int, event_type: str | None) -> list[Agreement]:
+    """A partner's agreements (listing `event_type` when given), newest first, in one query.
 
-    `event_type` set: the agreement must list that type (a share back to the sender).
+    Each carries `center_ids` (the centres it covers; empty: every centre) and, with
+    `event_type`, `type_policy` (the share policy it sets for that type).
     """
-    agreements = list(
-        Agreement.objects.filter(partner=partner)
-        .filter(**({"event_types__event_type": event_type} if event_type else {}))
-        .prefetch_related("centers")
-        .order_by("-valid_from")
-        .distinct()
-    )
+    queryset = Agreement.objects.filter(partner_id=partner_id)
+    if event_type is not None:
+        queryset = queryset.filter(event_types__event_type=event_type).annotate(
+            type_policy=F("event_types__share_policy")
+        )
+    covered = ArrayAgg("centers__id", filter=Q(centers__isnull=False), default=Value([]))
+    return list(queryset.annotate(center_ids=covered).order_by("-valid_from", "-pk"))
+
+
+def agreement_for(
+    *, agreements: list[Agreement], partner: Partner, center_id: int | None, day: dt.date
+) -> Agreement | ShareDecision:
+    """The recipient's agreement (of `agreements_of`) that may carry this share, or the refusal saying why not."""
     if not agreements:
         return refused("no_agreement", f"{partner.slug} has no agreement for this")
     valid = [a for a in agreements if a.is_valid_on(day)]
     if not valid:
         return refused("agreement_not_valid", f"{partner.slug}'s agreement is not valid on {day.isoformat()}")
     for agreement in valid:
-        centers = [c.pk for c in agreement.centers.all()]
+        centers: list[int] = agreement.center_ids  # type: ignore[attr-defined]
         if not centers or center_id in centers:
             return agreement
     return refused("centre_not_covered", f"{partner.slug}'s agreement does not cover this incident's centre")
 
 
-def sender_policy(incident: Incident) -> str:
-    """The catalogue's policy for the incident's type, narrowed by the sender's own agreement."""
+def sender_policy(incident: Incident, sender_agreements: list[Agreement]) -> str:
+    """The catalogue's policy for the incident's type, narrowed by the sender's own (newest) agreement."""
     catalogue = EVENT_TYPES[incident.type].policy
-    entry = (
-        AgreementEventType.objects.filter(agreement__partner_id=incident.partner_id, event_type=incident.type)
-        .order_by("-agreement__valid_from")
-        .values_list("share_policy", flat=True)
-        .first()
-    )
+    entry: str | None = sender_agreements[0].type_policy if sender_agreements else None  # type: ignore[attr-defined]
     return narrowest(catalogue, entry or SharePolicy.NEVER)
 
 
@@ -173,7 +175,10 @@ def share_rules(
         return refused("incident_closed", f"the incident is {incident.status}")
     if not partner.is_active:
         return refused("partner_inactive", f"{partner.slug} is not active")
-    policy = sender_policy(incident)
+    # One query for the sender's agreements: its policy for the type, and (a share back
+    # to it) the agreement that carries the share.
+    sender_agreements = agreements_of(partner_id=incident.partner_id, event_type=incident.type)
+    policy = sender_policy(incident, sender_agreements)
     to_sender = partner.pk == incident.partner_id
     if to_sender:
         refusal = sender_refusal(incident, policy)
@@ -182,8 +187,8 @@ def share_rules(
     if refusal is not None:
         return refusal
     found = agreement_for(
+        agreements=sender_agreements if to_sender else agreements_of(partner_id=partner.pk, event_type=None),
         partner=partner,
-        event_type=incident.type if to_sender else None,
         center_id=incident.center_id,
         day=timezone.localdate(now),
     )
