@@ -45,7 +45,7 @@ CATCH_UP_S = 20.0  # the dashboard's reconnect backoff after a 5 s outage is 1 +
 
 @pytest.fixture
 def server(private_redis: RedisServer) -> Iterator[LiveDaphne]:
-    daphne = LiveDaphne(live_env(REDIS_URL=private_redis.url, WEBHOOK_REQUIRE_HTTPS="false"))
+    daphne = LiveDaphne(live_env(REDIS_URL=private_redis.url, CELERY_BROKER_URL=private_redis.url))
     daphne.start()
     try:
         yield daphne
