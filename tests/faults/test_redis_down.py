@@ -28,6 +28,7 @@ from cameras.models import Camera
 from cameras.selectors import make_point
 from incidents.models import Incident
 from partners.models import Partner as PartnerRow
+from partners.models import WebhookMessage
 from partners.services import api_key_create
 from tests.faults.client import Answer, Partner
 from tests.faults.services import RedisServer
@@ -174,6 +175,10 @@ async def test_events_acknowledged_while_redis_is_down_are_stored_and_reach_the_
         acknowledged = {answer.body["id"] for answer in intake.answers.values()}
         stored = await sync_to_async(lambda: set(Incident.objects.values_list("pk", flat=True)))()
         assert acknowledged <= stored
+        # So is the share.created webhook of each (the outbox; the broker was away for
+        # some, and the sweeper sends what could not be enqueued).
+        outbox = await sync_to_async(lambda: WebhookMessage.objects.filter(event="share.created").count())()
+        assert outbox == len(acknowledged)
         # Their pushes were lost with Redis; the dashboard's socket closed, and once it
         # reconnects the snapshot brings every acknowledged event.
         caught_up = await wait_for(lambda: acknowledged <= set(dashboard.incidents), CATCH_UP_S)
