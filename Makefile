@@ -1,11 +1,14 @@
 # The two commands of the quick start are `make run` and `make test`.
-.PHONY: run test bench provision lint clean
+.PHONY: run test faults bench provision lint clean
 
 run:
 	@bash scripts/run.sh
 
 test:
 	@bash scripts/test.sh
+
+faults:
+	@bash scripts/faults.sh
 
 bench:
 	@bash scripts/bench.sh

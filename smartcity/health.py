@@ -26,10 +26,19 @@ Check = Callable[[], dict[str, Any]]
 
 
 def check_database() -> dict[str, Any]:
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL statement_timeout = 1500")
-        cursor.execute("SELECT postgis_lib_version()")
-        (postgis,) = cursor.fetchone()
+    pool = getattr(connection, "pool", None)
+    if pool is None:  # DB_POOL_MAX=0: one connection per thread
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = 1500")
+            cursor.execute("SELECT postgis_lib_version()")
+            (postgis,) = cursor.fetchone()
+        return {"ok": True, "postgis": postgis}
+    # Through the pool, as requests go, but waiting CHECK_TIMEOUT_S at most: the pool's
+    # own timeout (sized for bursts) would hang the probe while PostgreSQL is away.
+    pool.open()
+    with pool.connection(timeout=CHECK_TIMEOUT_S) as conn, conn.transaction():
+        conn.execute("SET LOCAL statement_timeout = 1500")
+        (postgis,) = conn.execute("SELECT postgis_lib_version()").fetchone()
     return {"ok": True, "postgis": postgis}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -9,11 +10,15 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import translation
+from django.utils.translation import gettext as _
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from smartcity.logs import request_id_var
+
+log = logging.getLogger(__name__)
 
 
 class BothModesMiddleware:
@@ -155,4 +160,30 @@ class SecurityHeadersMiddleware(BothModesMiddleware):
         policy = settings.CONTENT_SECURITY_POLICY_RELAXED if relaxed else settings.CONTENT_SECURITY_POLICY
         response.headers.setdefault("Content-Security-Policy", policy)
         response.headers.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY)
+        return response
+
+
+class DatabaseUnavailableMiddleware(BothModesMiddleware):
+    """503 with Retry-After, not 500, while PostgreSQL is unreachable (restart, failover).
+
+    A partner's system retries a 503 after `Retry-After` and knows nothing was stored;
+    a 500 reads as "your request is broken". (Deadlocks and serialization failures are
+    OperationalErrors too, and a retry is the right answer to them as well.) The pool
+    replaces its dead connections by itself (CONN_HEALTH_CHECKS, `reconnect_timeout` in
+    settings), so requests succeed again as soon as the database is back, no restart.
+    """
+
+    RETRY_AFTER_S = 5
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        log.warning("database unavailable: %s", type(exception).__name__)
+        message = _("The database is not answering; try again shortly.")
+        response: HttpResponse
+        if request.path.startswith("/api/") or "text/html" not in request.headers.get("Accept", ""):
+            response = JsonResponse({"errors": {"detail": [message]}}, status=503)
+        else:
+            response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+        response.headers["Retry-After"] = str(self.RETRY_AFTER_S)
         return response

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -82,6 +84,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "smartcity.middleware.RequestIdMiddleware",
+    "smartcity.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "smartcity.middleware.SecurityHeadersMiddleware",
     "smartcity.middleware.ApiBodyLimitMiddleware",
@@ -127,7 +130,20 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 DB_POOL_MAX = int(os.environ.get("DB_POOL_MAX", "8"))
 if DB_POOL_MAX > 0:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX, "timeout": 10}
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX,
+        "timeout": 10,
+        # While PostgreSQL is away the pool retries connecting with a doubling delay; left
+        # at psycopg's 5 minutes that delay reaches a minute or two, and requests would
+        # keep failing that long after the database is back. Giving up after a few
+        # seconds lets the next request start a fresh attempt at once.
+        "reconnect_timeout": 5,
+    }
+    # After a PostgreSQL restart every pooled connection is dead. With health checks the
+    # pool tries each one as it lends it out (an empty query, one local round trip) and
+    # replaces it at once, instead of failing one request per stale connection.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 REDIS_URL = env_secret("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -147,7 +163,11 @@ CHANNEL_LAYERS = {
             # redis-py 8 gives connections a 5 s socket timeout by default, which kills the
             # layer's blocking receive on an idle socket (an operator with a quiet queue
             # then stops getting pushes). Receives must be allowed to wait indefinitely.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            # After Redis restarts, every pooled connection is dead, and without a retry
+            # each fails one command: an operator's reconnecting dashboard is refused once
+            # per stale connection, waiting its backoff each time. One retry on a fresh
+            # connection (the failed one is dropped first) lets the first attempt succeed.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None, "retry": Retry(NoBackoff(), 1)}],
             "prefix": "smartcity",
             # A burst of events must not drop messages for an operator whose browser is
             # momentarily slow; 1,000 queued messages per socket is still bounded memory.
