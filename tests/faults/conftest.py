@@ -13,10 +13,6 @@ import pytest
 from tests.faults.services import PostgresCluster, RedisServer
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "faults: stops, kills and restarts real services (make faults)")
-
-
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     server = RedisServer()
