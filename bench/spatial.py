@@ -198,7 +198,7 @@ def print_plan(point: Point) -> None:
     with connection.execute_wrapper(capture):
         cameras_nearest(point=point, limit=10)
     # Only the camera query: the first call also looks up the SRID's units in spatial_ref_sys.
-    sql, params = next((sql, params) for sql, params in captured if '"cameras_camera"' in sql)
+    sql, params = next((sql, params) for sql, params in captured if "cameras_camera" in sql)
     with connection.cursor() as cur:
         cur.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
         plan = [row[0] for row in cur.fetchall()]
