@@ -9,9 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 bash "$ROOT/scripts/provision.sh" --test
 cd "$ROOT"
-export REDIS_URL="${TEST_REDIS_URL:-${REDIS_URL%/*}/15}"
-export SECRET_KEY="${SECRET_KEY:-test-only-secret-key-not-for-production-0123456789}"
-export DEBUG=false SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false
+use_test_env
 log "fault suite"
 # The in-process camera-outage test (shortened reconnect schedule) belongs to the story
 # too; tests/faults/test_rtsp_killed.py is its end-to-end twin with production timings.

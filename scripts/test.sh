@@ -5,10 +5,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 bash "$ROOT/scripts/provision.sh" --test
 cd "$ROOT"
-# Tests use their own Redis database so they never touch a running demo's queues.
-export REDIS_URL="${TEST_REDIS_URL:-${REDIS_URL%/*}/15}"
-export SECRET_KEY="${SECRET_KEY:-test-only-secret-key-not-for-production-0123456789}"
-export DEBUG=false SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false
+use_test_env
 log "ruff"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .

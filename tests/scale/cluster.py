@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import aiohttp
 from smartcity.celery import app as celery_app
 from tests.fixtures.celery_worker import CeleryWorker
 from tests.fixtures.live_server import ROOT, LiveDaphne, live_env
+from tests.fixtures.processes import process_stop
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
@@ -71,13 +71,7 @@ class CeleryBeat:
         return (self.workdir / "beat.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        process_stop(self.process)
         self.log.close()
 
 
