@@ -192,7 +192,9 @@ def chain_append(entries: list[AuditEntry]) -> list[AuditEntry]:
     with transaction.atomic(savepoint=False):
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-        previous = AuditEntry.objects.order_by("-id").values_list("hash", flat=True).first() or GENESIS_HASH
+            cursor.execute(f"SELECT hash FROM {AuditEntry._meta.db_table} ORDER BY id DESC LIMIT 1")  # noqa: S608
+            last = cursor.fetchone()
+        previous = last[0] if last else GENESIS_HASH
         for entry in entries:
             entry.prev_hash = previous
             entry.hash = previous = entry_hash(entry)
