@@ -159,10 +159,11 @@ def audit_record_many(*, pending: Sequence[PendingEntry]) -> list[AuditEntry]:
     """Append several entries in one go, inside the caller's transaction.
 
     The same chain as calling `audit_record` once per entry, but one lock, one look-up
-    of the previous hash and one INSERT: a purge of 100,000 clips writes 100,000 entries.
+    of the previous hash and one COPY: a purge of 100,000 clips writes 100,000 entries.
+    The returned entries carry no ids.
     """
     now = timezone.now()
-    return chain_append([entry_new(item, at=now) for item in pending])
+    return chain_append([entry_new(item, at=now) for item in pending], ids=False)
 
 
 def entry_new(item: PendingEntry, *, at: dt.datetime) -> AuditEntry:
@@ -180,12 +181,13 @@ def entry_new(item: PendingEntry, *, at: dt.datetime) -> AuditEntry:
     )
 
 
-def chain_append(entries: list[AuditEntry]) -> list[AuditEntry]:
+def chain_append(entries: list[AuditEntry], *, ids: bool = True) -> list[AuditEntry]:
     """Link `entries` after the chain's last entry and insert them, in order.
 
     The advisory lock serialises writers until their commit: no two transactions can
     both append after the same entry. It is taken in a statement of its own, so the
     look-up of the last hash that follows sees whatever the previous holder committed.
+    `ids=False`: one COPY, and the entries' ids are not read back (bulk writers).
     """
     if not entries:
         return []
@@ -198,5 +200,52 @@ def chain_append(entries: list[AuditEntry]) -> list[AuditEntry]:
         for entry in entries:
             entry.prev_hash = previous
             entry.hash = previous = entry_hash(entry)
+        if not ids:
+            entries_copy(entries)
+            return entries
         # bulk_create inserts in list order, so ids follow the chain's order.
         return AuditEntry.objects.bulk_create(entries, batch_size=1000)
+
+
+COPY_COLUMNS = (
+    "at",
+    "action",
+    "actor",
+    "user_id",
+    "partner_id",
+    "object_type",
+    "object_id",
+    "details",
+    "request_id",
+    "prev_hash",
+    "hash",
+)
+
+
+def entries_copy(entries: list[AuditEntry]) -> None:
+    """INSERT the entries with one COPY, in list order, so ids follow the chain's order.
+
+    Not bulk_create: for 1,000 entries Django's INSERT … UNNEST and psycopg's adaptation
+    of its arrays cost as much as the database's own work (~150 of ~300 ms measured).
+    """
+    table = connection.ops.quote_name(AuditEntry._meta.db_table)
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy,
+    ):
+        for entry in entries:
+            copy.write_row(
+                (
+                    entry.at,
+                    entry.action,
+                    entry.actor,
+                    entry.user_id,
+                    entry.partner_id,
+                    entry.object_type,
+                    entry.object_id,
+                    json.dumps(entry.details),
+                    entry.request_id,
+                    entry.prev_hash,
+                    entry.hash,
+                )
+            )

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
 from django.conf import settings
@@ -57,11 +57,28 @@ class ClipNotAllowed(ClipError):
 # -- files -------------------------------------------------------------------------
 
 
+class ClipFacts(Protocol):
+    """What a clip's file path and audit details are made from (a Clip, or a purge's plain row)."""
+
+    @property
+    def camera_id(self) -> int: ...
+    @property
+    def incident_id(self) -> int | None: ...
+    @property
+    def file(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def period_start(self) -> dt.datetime | None: ...
+    @property
+    def period_end(self) -> dt.datetime | None: ...
+
+
 def clip_storage_dir() -> Path:
     return Path(settings.CLIP_STORAGE_DIR)
 
 
-def clip_file_path(clip: Clip, root: Path | None = None) -> Path | None:
+def clip_file_path(clip: ClipFacts, root: Path | None = None) -> Path | None:
     """The clip's file, only if it lies inside the storage directory (never a path from elsewhere).
 
     Checked lexically (no file-system calls: the purge asks this 100,000 times); the
@@ -257,7 +274,7 @@ def clip_finish(*, clip: Clip, partial: Path, captured: Captured) -> Clip:
     return clip
 
 
-def clip_audit_details(clip: Clip, **extra: Any) -> dict[str, Any]:
+def clip_audit_details(clip: ClipFacts, **extra: Any) -> dict[str, Any]:
     """The details every clip.* audit entry carries (shared vocabulary)."""
     return {
         "camera_id": clip.camera_id,
