@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import av
 from django.conf import settings
@@ -37,6 +37,9 @@ from cameras.models import Camera, Clip, ClipStatus, StaffRole
 from cameras.relay import RTSP_OPTIONS, describe
 from incidents.models import OPEN_STATUSES, Incident
 from incidents.selectors import staff_of, watched_center_ids
+
+if TYPE_CHECKING:
+    from partners.models import Share
 
 log = logging.getLogger(__name__)
 
@@ -298,19 +301,14 @@ def clip_downloadable_by(user: AbstractBaseUser, clip: Clip) -> bool:
     return staff is not None and staff.role == StaffRole.PRIVACY_OFFICER
 
 
-def clip_share_allows(*, token: str, clip: Clip) -> Any:
-    """Hook for partner downloads: the active share with `token` that allows this clip, or None.
-
-    Shares belong to partners (issue 6); until they offer a clip permission no token
-    opens a clip. Return the share (with `.pk` and `.partner`) to allow one.
-    """
-    return None
-
-
 def clip_download_start(
-    *, clip: Clip, user: AbstractBaseUser | None = None, share: Any = None, reason: str = ""
+    *, clip: Clip, user: AbstractBaseUser | None = None, share: Share | None = None, reason: str = ""
 ) -> Path:
-    """The file to send for an allowed download, after the download is audited (clip.downloaded)."""
+    """The file to send for an allowed download, after the download is audited (clip.downloaded).
+
+    Through a share (`partners.share_clips` decided it may), the entry names the partner
+    and the share's legal basis: the ledger shows it as a provision (제공) to the partner.
+    """
     if clip.destroyed_at is not None:
         raise ClipError("the clip was destroyed at the end of its retention period")
     path = clip_file_path(clip)
@@ -319,7 +317,13 @@ def clip_download_start(
     details = clip_audit_details(clip, reason=reason)
     with transaction.atomic():
         if share is not None:
-            details.update(partner=share.partner.slug, share_id=share.pk)
+            details.update(
+                partner=share.partner.slug,
+                share_id=share.pk,
+                event_type=share.event_type,
+                legal_basis=share.legal_basis,
+                purpose=share.purpose,
+            )
             audit_record(
                 action="clip.downloaded",
                 actor=f"partner:{share.partner.slug}",

@@ -50,13 +50,26 @@ class EventType:
     policy: SharePolicy
     priority: int  # 1 = most urgent
     label: str
+    # Whether a new agreement lets the sender also download the incident's saved clips
+    # through its share (AgreementEventType.allow_clips). On only for the police's
+    # on-event types: an investigating agency receiving footage as evidence of the crime
+    # it was called to (개인정보보호법 §18②7). Everyone else gets live video only unless
+    # an administrator turns clips on for their agreement.
+    clips: bool = False
 
 
 EVENT_TYPES: dict[str, EventType] = {
     e.code: e
     for e in (
-        EventType("police.emergency_video", PartnerKind.POLICE, SharePolicy.ON_EVENT, 1, "112 긴급영상 요청"),
-        EventType("police.dispatch", PartnerKind.POLICE, SharePolicy.ON_EVENT, 2, "112 출동"),
+        EventType(
+            "police.emergency_video",
+            PartnerKind.POLICE,
+            SharePolicy.ON_EVENT,
+            1,
+            "112 긴급영상 요청",
+            clips=True,
+        ),
+        EventType("police.dispatch", PartnerKind.POLICE, SharePolicy.ON_EVENT, 2, "112 출동", clips=True),
         EventType("police.wanted_vehicle", PartnerKind.POLICE, SharePolicy.SEARCH_ONLY, 3, "수배차량 검색"),
         EventType("fire.dispatch", PartnerKind.FIRE, SharePolicy.ON_EVENT, 1, "119 출동"),
         EventType("disaster.response", PartnerKind.DISASTER, SharePolicy.ON_EVENT, 2, "재난 대응"),

@@ -48,11 +48,14 @@ def shown_once_template() -> Template:
     return engines["django"].from_string(SHOWN_ONCE_PAGE)  # type: ignore[return-value]
 
 
-def event_type_errors(*, partner_kind: str | None, event_type: str, share_policy: str) -> dict[str, str]:
+def event_type_errors(
+    *, partner_kind: str | None, event_type: str, share_policy: str, allow_clips: bool = False
+) -> dict[str, str]:
     """Why `event_type` at `share_policy` may not be in an agreement of a `partner_kind` partner.
 
     The catalogue (DESIGN §3) is the legal ceiling: an agreement may narrow a type's
-    policy, never widen it, and a partner only sends its own kind's types.
+    policy, never widen it, and a partner only sends its own kind's types. Saved clips
+    go out only through a share back to the sender, so only with a policy that makes one.
     """
     entry = EVENT_TYPES.get(event_type)
     if entry is None or share_policy not in SharePolicy.values:
@@ -67,6 +70,11 @@ def event_type_errors(*, partner_kind: str | None, event_type: str, share_policy
         errors["share_policy"] = (
             "법적 근거보다 넓은 공유 정책은 허용되지 않습니다 / wider than the catalogue allows "
             f"(≤ {entry.policy.label})"
+        )
+    if allow_clips and share_policy not in (SharePolicy.ON_EVENT, SharePolicy.CURFEW_WINDOW):
+        errors["allow_clips"] = (
+            "영상 공유가 없는 정책에는 녹화영상을 허용할 수 없습니다 / "
+            "clips go out only through a share to the sender, which this policy never makes"
         )
     return errors
 
@@ -421,7 +429,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 class AgreementEventTypeForm(forms.ModelForm):
     class Meta:
         model = AgreementEventType
-        fields = ["event_type", "share_policy"]
+        fields = ["event_type", "share_policy", "allow_clips"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -432,6 +440,7 @@ class AgreementEventTypeForm(forms.ModelForm):
             partner_kind=partner.kind if partner is not None else None,
             event_type=cleaned.get("event_type", ""),
             share_policy=cleaned.get("share_policy", ""),
+            allow_clips=bool(cleaned.get("allow_clips")),
         )
         for field, message in errors.items():
             self.add_error(field, message)

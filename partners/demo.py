@@ -99,7 +99,9 @@ def agreement_upsert(*, partner: Partner) -> Agreement:
     types = default_types_for(partner.kind)
     for entry in types:
         AgreementEventType.objects.update_or_create(
-            agreement=agreement, event_type=entry.code, defaults={"share_policy": entry.policy}
+            agreement=agreement,
+            event_type=entry.code,
+            defaults={"share_policy": entry.policy, "allow_clips": entry.clips},
         )
     agreement.event_types.exclude(event_type__in=[e.code for e in types]).delete()
     return agreement

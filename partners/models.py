@@ -121,6 +121,12 @@ class AgreementEventType(models.Model):
     agreement = models.ForeignKey(Agreement, on_delete=models.CASCADE, related_name="event_types")
     event_type = models.CharField(_("event type"), max_length=40, choices=EVENT_TYPE_CHOICES)
     share_policy = models.CharField(_("share policy"), max_length=20, choices=SharePolicy.choices)
+    # Off unless granted: saved footage is a provision of its own, beyond live video.
+    allow_clips = models.BooleanField(
+        _("saved clips"),
+        default=False,
+        help_text=_("The partner may also download an incident's saved clips through its video share."),
+    )
 
     class Meta:
         verbose_name = _("allowed event type")

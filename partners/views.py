@@ -3,6 +3,8 @@
 - `/shared/<token>/` and its `state.json`: the partner viewer. No login: the token is
   the credential (and the agreement's IP ranges, when set). Unknown tokens count
   against the caller's address, so guessing is throttled on top of being hopeless.
+- `/shared/<token>/clips/<id>/`: a saved clip of the incident, where the share's
+  agreement allows clips (`partners.share_clips`); refusals are audited.
 - Operator endpoints (session login, CSRF): list an incident's shares, share now,
   extend, revoke. Every answer is JSON; errors are {"error", "code"?} with 4xx.
 """
@@ -19,17 +21,21 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.templatetags.static import static
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from cameras.clip_views import clip_file_response
 from incidents.catalogue import EVENT_TYPES
 from incidents.models import Incident
 from incidents.selectors import incidents_visible
 from partners.models import Partner, Share
 from partners.selectors import address_allowed, share_by_token
+from partners.share_clips import share_clip_open, share_clips, share_clips_allowed
 from partners.sharing import (
     RELAY_RECIPIENTS,
     ShareError,
@@ -117,6 +123,33 @@ def share_state(share: Share, token: str) -> dict[str, Any]:
             }
             for link in cameras
         ],
+        **shared_clips_state(share, token),
+    }
+
+
+SHARED_CLIPS_LISTED = 50
+
+
+def shared_clips_state(share: Share, token: str) -> dict[str, Any]:
+    """The saved clips the partner may download through this link (none unless allowed)."""
+    if not share_clips_allowed(share):
+        return {"clips_allowed": False, "clips": []}
+    clips = share_clips(share)[:SHARED_CLIPS_LISTED]
+    return {
+        "clips_allowed": True,
+        "clips": [
+            {
+                "id": clip.pk,
+                "camera": clip.camera_id,
+                "camera_name": clip.camera.name,
+                "period_start": clip.period_start.isoformat() if clip.period_start else None,
+                "period_end": clip.period_end.isoformat() if clip.period_end else None,
+                "size_bytes": clip.size_bytes,
+                "sha256": clip.sha256,
+                "url": reverse("shared-clip", args=[token, clip.pk]),
+            }
+            for clip in clips
+        ],
     }
 
 
@@ -154,6 +187,29 @@ def shared_state(request: HttpRequest, token: str) -> JsonResponse:
     else:
         response = JsonResponse(share_state(share, token))
     no_store(response)
+    return response
+
+
+@require_GET
+@never_cache
+def shared_clip_download(request: HttpRequest, token: str, clip_id: int) -> HttpResponseBase:
+    """A saved clip through the share link: the MP4, or a refusal (audited) saying why."""
+    share, status, error = shared_lookup(request, token)
+    if share is None:  # an unknown link (or guessing): nobody to attribute a refusal to
+        return no_store(JsonResponse({"error": error}, status=status))
+    decision = share_clip_open(
+        share=share,
+        clip_id=clip_id,
+        link_status=status,
+        reason=request.GET.get("reason", "")[:200],
+        request_id=str(getattr(request, "request_id", "")),
+    )
+    if decision.clip is None or decision.path is None:
+        return no_store(
+            JsonResponse({"error": decision.reason, "code": decision.code}, status=decision.status)
+        )
+    response = clip_file_response(decision.clip, decision.path)
+    response["X-Robots-Tag"] = "noindex, nofollow"
     return response
 
 

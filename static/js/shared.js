@@ -81,13 +81,42 @@
     expires.textContent = formatTime(state.expires_at);
   }
 
+  function clipText(clip) {
+    const from = clip.period_start ? formatTime(clip.period_start) : "";
+    const seconds = clip.period_start && clip.period_end
+      ? Math.round((Date.parse(clip.period_end) - Date.parse(clip.period_start)) / 1000)
+      : null;
+    return `${clip.camera_name} · ${from}${seconds === null ? "" : ` (${seconds}s)`}`;
+  }
+
+  // Saved clips the share allows: links to /shared/<token>/clips/<id>/ (audited downloads).
+  function renderClips() {
+    const section = document.getElementById("shared-clips");
+    const list = document.getElementById("shared-clip-list");
+    if (!section || !list) return;
+    section.hidden = !state.clips_allowed;
+    const clips = state.clips || [];
+    list.replaceChildren(...clips.map((clip) => {
+      const item = document.createElement("li");
+      item.dataset.clipId = String(clip.id);
+      const link = document.createElement("a");
+      link.href = clip.url;
+      link.download = "";
+      link.rel = "noreferrer";
+      link.textContent = clipText(clip);
+      item.append(link);
+      return item;
+    }));
+    document.getElementById("shared-clips-none").hidden = clips.length > 0;
+  }
+
   function end(text) {
     if (ended) return;
     ended = true;
     clearInterval(timer);
     players.forEach(destroy);
     players.clear();
-    root.querySelectorAll(".shared-head, .shared-facts, .shared-cameras, .shared-empty").forEach((node) => node.remove());
+    root.querySelectorAll(".shared-head, .shared-facts, .shared-cameras, .shared-empty, .shared-clips").forEach((node) => node.remove());
     endedNote.textContent = text || labels.ended;
     endedNote.hidden = false;
     root.dataset.ended = "true";
@@ -117,10 +146,12 @@
     state = data;
     renderFacts();
     renderCameras(state.cameras);
+    renderClips();
   }
 
   renderFacts();
   renderCameras(state.cameras);
+  renderClips();
   root.dataset.ended = "false";
   timer = setInterval(poll, POLL_MS);
   window.addEventListener("pagehide", () => players.forEach(destroy));
