@@ -22,6 +22,7 @@ READ_ONLY = (
     "created_by",
     "created_at",
     "requested_seconds",
+    "mode",
     "status",
     "error",
     "period_start",
@@ -70,13 +71,13 @@ class ClipAdmin(admin.ModelAdmin):
         "legal_hold",
         "destroyed_at",
     ]
-    list_filter = ["status", "legal_hold"]
+    list_filter = ["status", "mode", "legal_hold"]
     search_fields = ["=id", "camera__code", "=incident__id", "sha256"]
     list_select_related = ["camera", "incident"]
     date_hierarchy = "created_at"
     show_full_result_count = False
     readonly_fields = READ_ONLY
-    fields = [*READ_ONLY[:13], "legal_hold", "hold_change_reason", *READ_ONLY[13:]]
+    fields = [*READ_ONLY[:14], "legal_hold", "hold_change_reason", *READ_ONLY[14:]]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -21,13 +21,16 @@ from django.views.decorators.http import require_GET, require_http_methods
 from cameras.clips import (
     ClipError,
     ClipNotAllowed,
+    ClipNotBuffered,
     clip_download_start,
     clip_downloadable_by,
     clip_request,
+    clip_seconds_limit,
 )
-from cameras.models import Clip
+from cameras.models import Clip, ClipMode
 from cameras.retention import clips_due_soon
 from incidents.selectors import incidents_visible
+from smartcity.concurrency import in_thread_pool
 
 
 def clip_payload(clip: Clip) -> dict[str, Any]:
@@ -37,6 +40,7 @@ def clip_payload(clip: Clip) -> dict[str, Any]:
         "camera": clip.camera_id,
         "incident": clip.incident_id,
         "requested_seconds": clip.requested_seconds,
+        "mode": clip.mode,
         "period_start": clip.period_start.isoformat() if clip.period_start else None,
         "period_end": clip.period_end.isoformat() if clip.period_end else None,
         "size_bytes": clip.size_bytes,
@@ -76,10 +80,13 @@ def user_of(request: HttpRequest) -> AbstractBaseUser:
     return user
 
 
+@in_thread_pool  # a "last N seconds" request waits (briefly) for a relay, never in the one sync thread
 @login_required
 @require_http_methods(["GET", "POST"])
 def incident_clips(request: HttpRequest, incident_id: int) -> JsonResponse:
-    """GET: the incident's clips. POST {camera_id, seconds}: save the next `seconds` → 202."""
+    """GET: the incident's clips. POST {camera_id, seconds, mode?}: save the next (default)
+    or the last `seconds` → 202; "last" with no relay holding the camera → 409 not_buffered.
+    """
     if request.method == "GET":
         if not incidents_visible(request.user).filter(pk=incident_id).exists():
             return JsonResponse({"error": "no such incident at your centre"}, status=404)
@@ -89,20 +96,26 @@ def incident_clips(request: HttpRequest, incident_id: int) -> JsonResponse:
     if data is None:
         return JsonResponse({"error": "the body must be a JSON object or a form"}, status=400)
     camera_id, seconds = positive_int(data.get("camera_id")), positive_int(data.get("seconds", 30))
+    mode = data.get("mode") or ClipMode.NEXT
     errors = {}
     if camera_id is None:
         errors["camera_id"] = ["a camera id is required"]
-    if seconds is None or seconds > int(settings.CLIP_MAX_SECONDS):
-        errors["seconds"] = [f"a whole number of seconds from 1 to {settings.CLIP_MAX_SECONDS}"]
+    if mode not in ClipMode.values:
+        errors["mode"] = ["'next' (the default) or 'last'"]
+    limit = clip_seconds_limit(mode) if mode in ClipMode.values else int(settings.CLIP_MAX_SECONDS)
+    if seconds is None or seconds > max(limit, 1):
+        errors["seconds"] = [f"a whole number of seconds from 1 to {max(limit, 1)}"]
     if errors:
         return JsonResponse({"errors": errors}, status=400)
     assert camera_id is not None and seconds is not None
     try:
         clip = clip_request(
-            user=user_of(request), incident_id=incident_id, camera_id=camera_id, seconds=seconds
+            user=user_of(request), incident_id=incident_id, camera_id=camera_id, seconds=seconds, mode=mode
         )
     except ClipNotAllowed as exc:
         return JsonResponse({"error": str(exc)}, status=404 if "no such" in str(exc) else 403)
+    except ClipNotBuffered as exc:
+        return JsonResponse({"error": str(exc), "code": "not_buffered"}, status=409)
     except ClipError as exc:
         return JsonResponse({"error": str(exc)}, status=409)
     return JsonResponse(clip_payload(clip), status=202)

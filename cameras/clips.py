@@ -1,14 +1,20 @@
-"""Saved clips: an operator keeps the next N seconds of a camera for an incident.
+"""Saved clips: an operator keeps the next N seconds, or the last N seconds, of a camera.
 
-The request (`clip_request`) only writes a pending row; a Celery task (`clip_record`)
-then opens the camera's RTSP stream itself, remuxes N seconds (no decoding) into a
-plain MP4 with `faststart` (the index up front, so players start at once), stores it
-under `CLIP_STORAGE_DIR`, and records its SHA-256. Every save, download and legal-hold
-change is audited in the same transaction as the change itself.
+"Next" (`clip_request`, mode "next"): the request only writes a pending row; a Celery
+task (`clip_record`) then opens the camera's RTSP stream itself, remuxes N seconds (no
+decoding) into a plain MP4 with `faststart` (the index up front, so players start at
+once), stores it under `CLIP_STORAGE_DIR`, and records its SHA-256.
 
-The relay's GOP cache lives in whichever Daphne process serves the camera's viewers
-and holds at most one GOP, so "the last N seconds" cannot be taken from it by a worker
-on another host: only footage from the moment of the request on is saved.
+"Last" (mode "last"): the footage is already in memory, in the relay of whichever Daphne
+process relays the camera (`cameras/recent.py`). The request asks for it through the
+channel layer (`cameras/relay_control.py`) and waits briefly until a relay has taken the
+clip; that relay writes the file and finishes the clip the same way (`clip_finish`).
+With no relay holding the camera (nobody watching it, not preloaded) the request is
+refused with that reason rather than silently saving other footage: the operator can
+ask for the next N seconds instead.
+
+Every save, download and legal-hold change is audited in the same transaction as the
+change itself.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import av
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -33,8 +41,9 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from cameras.access import camera_viewable_by
-from cameras.models import Camera, Clip, ClipStatus, StaffRole
-from cameras.relay import RTSP_OPTIONS, describe
+from cameras.models import Camera, Clip, ClipMode, ClipStatus, StaffRole
+from cameras.recent import RecentFootage, footage_write_mp4
+from cameras.relay import RTSP_OPTIONS, describe, relay_live_camera_ids
 from incidents.models import OPEN_STATUSES, Incident
 from incidents.selectors import staff_of, watched_center_ids
 
@@ -55,6 +64,10 @@ class ClipError(Exception):
 
 class ClipNotAllowed(ClipError):
     pass
+
+
+class ClipNotBuffered(ClipError):
+    """ "The last N seconds" of a camera no relay holds (nobody watching it): nothing to save."""
 
 
 # -- files -------------------------------------------------------------------------
@@ -169,13 +182,30 @@ def capture_next_seconds(*, url: str, seconds: float, path: Path) -> Captured:
 # -- request and record ------------------------------------------------------------
 
 
-def clip_request(*, user: AbstractBaseUser, incident_id: int, camera_id: int, seconds: int) -> Clip:
-    """Ask for the next `seconds` of a camera for an open incident of the user's centre.
+def clip_seconds_limit(mode: str) -> int:
+    """The longest clip of a mode: "last" is bounded by what the relays keep."""
+    if mode == ClipMode.LAST:
+        return min(int(settings.CLIP_MAX_SECONDS), int(float(settings.RELAY_BUFFER_SECONDS)))
+    return int(settings.CLIP_MAX_SECONDS)
 
-    Writes a pending clip and, after commit, queues the recording task.
+
+def clip_request(
+    *, user: AbstractBaseUser, incident_id: int, camera_id: int, seconds: int, mode: str = ClipMode.NEXT
+) -> Clip:
+    """Ask for the next (or the last) `seconds` of a camera for an open incident of the user's centre.
+
+    "next": writes a pending clip and, after commit, queues the recording task.
+    "last": writes a pending clip, then (in autocommit, so the relays can see the row)
+    asks the relays for it and returns once one has taken it; ClipNotBuffered if none
+    holds the camera.
     """
-    if not 1 <= seconds <= int(settings.CLIP_MAX_SECONDS):
-        raise ClipError(f"seconds must be between 1 and {settings.CLIP_MAX_SECONDS}")
+    if mode not in ClipMode.values:
+        raise ClipError("mode must be 'next' or 'last'")
+    limit = clip_seconds_limit(mode)
+    if limit < 1:
+        raise ClipNotBuffered("this system keeps no recent video (RELAY_BUFFER_SECONDS is 0)")
+    if not 1 <= seconds <= limit:
+        raise ClipError(f"seconds must be between 1 and {limit}")
     centers = watched_center_ids(user)
     if centers == []:
         raise ClipNotAllowed("only operators, supervisors and administrators save clips")
@@ -188,17 +218,56 @@ def clip_request(*, user: AbstractBaseUser, incident_id: int, camera_id: int, se
         camera = Camera.objects.select_related("center").filter(pk=camera_id).exclude(stream_url="").first()
         if camera is None or not camera_viewable_by(user, camera):
             raise ClipNotAllowed("no such camera at your centre")
+        if mode == ClipMode.LAST and not relay_live_camera_ids([camera.pk]):
+            raise ClipNotBuffered(not_buffered_reason(camera))
         clip = Clip.objects.create(
             camera=camera,
             incident=incident,
             created_by_id=user.pk,
             requested_seconds=seconds,
+            mode=mode,
             # Provisional: set again from the real capture time once recorded.
             expires_at=timezone.now() + dt.timedelta(days=camera.effective_retention_days),
         )
         clip_id = clip.pk
-        transaction.on_commit(lambda: clip_record_enqueue(clip_id))
+        if mode == ClipMode.NEXT:
+            transaction.on_commit(lambda: clip_record_enqueue(clip_id))
+    if mode == ClipMode.LAST:
+        return clip_last_dispatch(clip=clip)
     return clip
+
+
+def not_buffered_reason(camera: Camera) -> str:
+    return (
+        f"no video relay has camera {camera.code} open right now, so its last seconds were not kept "
+        "(they are only while someone watches it, or it is preloaded); save the next seconds instead"
+    )
+
+
+def clip_last_dispatch(*, clip: Clip) -> Clip:
+    """Ask the relays holding the clip's camera for it; wait until one has taken it, else fail it."""
+    from cameras.relay_control import ClipLastMessage, camera_group
+
+    message: ClipLastMessage = {
+        "type": "clip.last",
+        "clip_id": clip.pk,
+        "camera_id": clip.camera_id,
+        "seconds": clip.requested_seconds,
+    }
+    try:
+        async_to_sync(get_channel_layer().group_send)(camera_group(clip.camera_id), message)
+    except Exception as exc:  # Redis away: nobody can be asked
+        clip_fail(clip=clip, reason="the video relays could not be reached", only_pending=True)
+        raise ClipNotBuffered("the video relays could not be reached; save the next seconds instead") from exc
+    deadline = time.monotonic() + float(settings.CLIP_LAST_ANSWER_S)
+    while time.monotonic() < deadline:
+        if Clip.objects.filter(pk=clip.pk).exclude(status=ClipStatus.PENDING).exists():
+            return Clip.objects.get(pk=clip.pk)
+        time.sleep(0.05)
+    # Conditional: a relay that takes it at this very moment wins, and the clip is kept.
+    if clip_fail(clip=clip, reason="no video relay answered", only_pending=True):
+        raise ClipNotBuffered(not_buffered_reason(clip.camera))
+    return Clip.objects.get(pk=clip.pk)
 
 
 def clip_record_enqueue(clip_id: int) -> None:
@@ -207,25 +276,34 @@ def clip_record_enqueue(clip_id: int) -> None:
     record_clip.delay(clip_id)
 
 
-def clip_claim(*, clip_id: int) -> bool:
-    """Take the clip for recording: one worker only, even if the task is delivered twice."""
+def clip_claim(*, clip_id: int, mode: str = ClipMode.NEXT) -> bool:
+    """Take the clip for recording: one worker (or relay) only, even if asked twice."""
     now = timezone.now()
     stale = now - dt.timedelta(seconds=int(settings.CLIP_MAX_SECONDS) + CAPTURE_GRACE_S + STALE_RECORDING_S)
-    claimable = Q(status=ClipStatus.PENDING) | Q(status=ClipStatus.RECORDING, recording_started_at__lt=stale)
+    claimable = Q(status=ClipStatus.PENDING)
+    if mode == ClipMode.NEXT:  # a redelivered task takes over from a worker that died
+        claimable |= Q(status=ClipStatus.RECORDING, recording_started_at__lt=stale)
     return bool(
-        Clip.objects.filter(claimable, pk=clip_id).update(
+        Clip.objects.filter(claimable, pk=clip_id, mode=mode).update(
             status=ClipStatus.RECORDING, recording_started_at=now
         )
     )
 
 
+def clip_fail(*, clip: Clip, reason: str, only_pending: bool = False) -> bool:
+    """Mark the clip failed with the reason shown to the operator; whether it was still open."""
+    clips = Clip.objects.filter(
+        pk=clip.pk, status=ClipStatus.PENDING if only_pending else ClipStatus.RECORDING
+    )
+    return bool(clips.update(status=ClipStatus.FAILED, error=reason[:200]))
+
+
 def clip_record(*, clip_id: int) -> Clip | None:
     """Record a claimed clip to its file and finish it (ready, with hash and expiry) or fail it."""
     if not clip_claim(clip_id=clip_id):
-        return Clip.objects.filter(pk=clip_id).first()  # done, failed or being recorded elsewhere
+        return Clip.objects.filter(pk=clip_id).first()  # done, failed, recorded elsewhere or not ours
     clip = Clip.objects.select_related("camera__center").get(pk=clip_id)
-    partial = clip_storage_dir() / "partial" / f"clip-{clip.pk}.mp4"
-    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial = clip_partial_path(clip)
     try:
         captured = capture_next_seconds(
             url=clip.camera.stream_url, seconds=clip.requested_seconds, path=partial
@@ -234,9 +312,48 @@ def clip_record(*, clip_id: int) -> Clip | None:
         partial.unlink(missing_ok=True)
         reason = str(exc) if isinstance(exc, ClipError) else f"camera stream failed: {describe(exc)}"
         log.warning("clip %s of camera %s failed: %s", clip.pk, clip.camera_id, reason)
-        Clip.objects.filter(pk=clip.pk).update(status=ClipStatus.FAILED, error=reason[:200])
+        clip_fail(clip=clip, reason=reason)
         return Clip.objects.get(pk=clip.pk)
     return clip_finish(clip=clip, partial=partial, captured=captured)
+
+
+def clip_record_recent(*, clip_id: int, footage: RecentFootage) -> Clip:
+    """Write a claimed "last N seconds" clip from a relay's buffer and finish it, or fail it."""
+    clip = Clip.objects.select_related("camera__center", "created_by").get(pk=clip_id)
+    partial = clip_partial_path(clip)
+    try:
+        written = footage_write_mp4(footage=footage, path=partial)
+        if written.frames == 0:
+            raise ClipError("no video in the relay's buffer")
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        reason = str(exc) if isinstance(exc, ClipError) else f"writing the clip failed: {describe(exc)}"
+        log.warning("clip %s of camera %s failed: %s", clip.pk, clip.camera_id, reason)
+        clip_fail(clip=clip, reason=reason)
+        return Clip.objects.get(pk=clip.pk)
+    captured = Captured(footage.starts_at, written.duration_s or footage.duration_s, written.frames)
+    return clip_finish(clip=clip, partial=partial, captured=captured)
+
+
+def clip_partial_path(clip: Clip) -> Path:
+    partial = clip_storage_dir() / "partial" / f"clip-{clip.pk}.mp4"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    return partial
+
+
+def clips_fail_stalled(*, now: dt.datetime | None = None) -> int:
+    """Fail "last N seconds" clips whose relay process went away before finishing them.
+
+    Such a clip is written in well under a second once taken, and nobody asks again, so
+    one still unfinished after STALE_RECORDING_S never will be. ("Next" clips are taken
+    over by the task's redelivery instead; see `clip_claim`.)
+    """
+    stale = (now or timezone.now()) - dt.timedelta(seconds=STALE_RECORDING_S)
+    return Clip.objects.filter(
+        mode=ClipMode.LAST,
+        status__in=[ClipStatus.PENDING, ClipStatus.RECORDING],
+        created_at__lt=stale,
+    ).update(status=ClipStatus.FAILED, error="the relay saving it stopped")
 
 
 def clip_finish(*, clip: Clip, partial: Path, captured: Captured) -> Clip:
@@ -272,7 +389,7 @@ def clip_finish(*, clip: Clip, partial: Path, captured: Captured) -> Clip:
             user_id=clip.created_by_id,
             object_type="clip",
             object_id=clip.pk,
-            details=clip_audit_details(clip, reason="saved for incident"),
+            details=clip_audit_details(clip, reason="saved for incident", mode=clip.mode),
         )
     return clip
 

@@ -36,18 +36,28 @@ DEFAULT_FPS = 25
 
 @dataclass(frozen=True)
 class InitSegment:
-    """`ftyp` + `moov`, and the MIME type (with codec string) a browser needs to play it."""
+    """`ftyp` + `moov`, and the MIME type (with codec string) a browser needs to play it.
+
+    `timescale`: ticks per second of the fragments' `decode_time` and `duration`.
+    """
 
     data: bytes
     mime: str
+    timescale: int = 90000
 
 
 @dataclass(frozen=True)
 class Fragment:
-    """`moof` + `mdat` of one frame; a keyframe fragment is where a viewer may start."""
+    """`moof` + `mdat` of one frame; a keyframe fragment is where a viewer may start.
+
+    `decode_time` and `duration` are the frame's, in the init segment's timescale, on
+    the remuxer's one continuous timeline (what the relay's recent buffer trims by).
+    """
 
     data: bytes
     keyframe: bool
+    decode_time: int = 0
+    duration: int = 0
 
 
 StreamSignature = tuple[str, int, int, bytes, Fraction | None]
@@ -158,16 +168,17 @@ class Remuxer:
         dts, pts, duration = self._retime(packet)
         scale = self._scale
         self._sequence += 1
+        decode_time, ticks, keyframe = int(dts * scale), max(1, int(duration * scale)), packet.is_keyframe
         data = fragment_bytes(
             sequence=self._sequence,
             track_id=self._track_id,
-            decode_time=int(dts * scale),
-            duration=max(1, int(duration * scale)),
+            decode_time=decode_time,
+            duration=ticks,
             cto=int((pts - dts) * scale),
-            keyframe=packet.is_keyframe,
+            keyframe=keyframe,
             sample=length_prefixed(bytes(packet)),
         )
-        return init, [Fragment(data=data, keyframe=packet.is_keyframe)]
+        return init, [Fragment(data=data, keyframe=keyframe, decode_time=decode_time, duration=ticks)]
 
     def close(self) -> None:
         """Nothing stays open between packets; kept so callers need not know that."""
@@ -194,8 +205,9 @@ class Remuxer:
                 container.close()
         data = boxes[b"ftyp"] + boxes[b"moov"]
         self._track_id = track_id(data)
-        self._scale = Fraction(track_timescale(data)) * self._time_base
-        return InitSegment(data=data, mime=mime_type(data))
+        timescale = track_timescale(data)
+        self._scale = Fraction(timescale) * self._time_base
+        return InitSegment(data=data, mime=mime_type(data), timescale=timescale)
 
     # -- timestamps --------------------------------------------------------------
 

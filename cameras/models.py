@@ -192,6 +192,11 @@ class ClipStatus(models.TextChoices):
     DESTROYED = "destroyed", _("destroyed")
 
 
+class ClipMode(models.TextChoices):
+    NEXT = "next", _("the next seconds (recorded from the camera)")
+    LAST = "last", _("the last seconds (from the live relay's buffer)")
+
+
 class Clip(models.Model):
     """Footage of one camera saved for an incident: a real MP4 file in `CLIP_STORAGE_DIR`.
 
@@ -222,6 +227,7 @@ class Clip(models.Model):
     )
     created_at = models.DateTimeField(_("requested at"), auto_now_add=True)
     requested_seconds = models.PositiveIntegerField(_("requested length (s)"))
+    mode = models.CharField(_("mode"), max_length=4, choices=ClipMode.choices, default=ClipMode.NEXT)
     status = models.CharField(
         _("status"), max_length=12, choices=ClipStatus.choices, default=ClipStatus.PENDING
     )
@@ -258,6 +264,12 @@ class Clip(models.Model):
                 fields=["expires_at"],
                 name="clip_purge_due_idx",
                 condition=models.Q(destroyed_at__isnull=True, legal_hold=False),
+            ),
+            # The sweep for clips whose recorder went away: only unfinished ones are indexed.
+            models.Index(
+                fields=["created_at"],
+                name="clip_unfinished_idx",
+                condition=models.Q(status__in=["pending", "recording"]),
             ),
         ]
 

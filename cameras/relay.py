@@ -4,7 +4,9 @@ The first viewer of a camera opens its `Upstream`; the last one leaving starts a
 idle timer (`RELAY_IDLE_CLOSE_S`) after which it closes. An upstream's thread runs
 PyAV's blocking demux and the remux to fMP4 (`cameras/fmp4.py`) and hands every piece to
 the event loop, which keeps the init segment and the current GOP (so a new viewer starts
-at once, from the last keyframe) and fills each viewer's bounded `ViewerQueue`.
+at once, from the last keyframe), the last RELAY_BUFFER_SECONDS of fragments
+(`cameras/recent.py`: "save the last N seconds", asked for through the channel layer,
+`cameras/relay_control.py`), and fills each viewer's bounded `ViewerQueue`.
 
 The stream URL carries the camera's credentials: it is used to connect and nothing else.
 Logs name the camera by id and `stream_url_redacted`; PyAV's error text (which may quote
@@ -29,6 +31,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from cameras.fmp4 import Fragment, InitSegment, Remuxer, stream_signature
+from cameras.recent import RecentBuffer
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +141,7 @@ class Upstream:
         self.state = StreamState.CONNECTING
         self.init: InitSegment | None = None
         self.gop: list[Fragment] = []
+        self.recent = recent_buffer()
         self.sessions = 0  # RTSP connections made, for tests and status
         # Preloaded (CAMERA_PRELOAD_CODES): stays open without viewers, so the first one
         # starts from the GOP cache instead of waiting for a connection and a keyframe.
@@ -188,6 +192,7 @@ class Upstream:
             self._idle_timer = None
         if _UPSTREAMS.get(self.camera_id) is self:
             del _UPSTREAMS[self.camera_id]
+            control_camera(self.camera_id, opened=False)
 
     async def join(self, timeout: float = THREAD_JOIN_TIMEOUT_S) -> None:
         if self._thread.is_alive():
@@ -211,6 +216,8 @@ class Upstream:
     def _on_init(self, init: InitSegment) -> None:
         self.init = init
         self.gop.clear()
+        if self.recent is not None:
+            self.recent.reset(init)
         for viewer in self.viewers:
             viewer.put_init(init)
 
@@ -220,6 +227,10 @@ class Upstream:
         self.state = state
         if state != StreamState.LIVE:
             self.gop.clear()  # stale: the next viewer must start at the next keyframe
+            if self.recent is not None:
+                # A gap in the footage: the remuxer's timeline would hide it (it carries
+                # on one frame later), so "the last N seconds" starts again from here.
+                self.recent.reset(self.init)
         change = StatusChange(state)
         for viewer in self.viewers:
             viewer.put_status(change)
@@ -231,6 +242,8 @@ class Upstream:
             self.gop.append(fragment)
             if len(self.gop) > GOP_CACHE_FRAGMENTS:
                 self.gop.clear()
+        if self.recent is not None:
+            self.recent.append(fragment)
         for viewer in self.viewers:
             viewer.put_fragment(fragment)
 
@@ -298,6 +311,25 @@ class Upstream:
                 self._thread_post(self._on_output, (init, now_live, fragments))
         finally:
             container.close()
+
+
+def recent_buffer() -> RecentBuffer | None:
+    """A buffer of the last RELAY_BUFFER_SECONDS for a new upstream (None when set to 0)."""
+    seconds = float(getattr(settings, "RELAY_BUFFER_SECONDS", 0))
+    if seconds <= 0:
+        return None
+    max_bytes = int(float(getattr(settings, "RELAY_BUFFER_MAX_MB", 16)) * 2**20)
+    return RecentBuffer(seconds=seconds, max_bytes=max_bytes)
+
+
+def control_camera(camera_id: int, *, opened: bool) -> None:
+    """Tell this process's channel-layer mailbox which cameras it relays (for "the last N seconds")."""
+    from cameras import relay_control  # it imports the clip services, which import this module
+
+    if opened:
+        relay_control.camera_opened(camera_id)
+    else:
+        relay_control.camera_closed(camera_id)
 
 
 def reconnect_delay(failures: int) -> float:
@@ -387,6 +419,8 @@ def upstream_open(camera_id: int, url: str, url_redacted: str) -> Upstream:
         _UPSTREAMS[camera_id] = upstream
         upstream.start()
         _heartbeat_ensure()
+        if upstream.recent is not None:
+            control_camera(camera_id, opened=True)
     elif upstream.url != url:
         upstream.url = url  # the camera was edited: used from the next reconnection on
         upstream.url_redacted = url_redacted
@@ -403,9 +437,12 @@ def upstream_of(camera_id: int) -> Upstream | None:
 
 async def relay_shutdown() -> None:
     """Close every upstream now and wait for their threads (process exit, tests)."""
+    from cameras import relay_control
+
     upstreams = list(_UPSTREAMS.values())
     for upstream in upstreams:
         upstream.stop()
+    await relay_control.control_shutdown()
     for upstream in upstreams:
         await upstream.join()
 

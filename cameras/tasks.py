@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from cameras.clips import clip_record
+from cameras.clips import clip_record, clips_fail_stalled
 from cameras.health import cameras_probe_round
 from cameras.retention import clips_purge_expired
 
@@ -25,5 +25,9 @@ def record_clip(clip_id: int) -> str | None:
 
 @shared_task(name="cameras.tasks.purge_footage", ignore_result=True)
 def purge_footage() -> int:
-    """Beat runs this periodically; SKIP LOCKED claims make overlapping runs harmless."""
+    """Beat runs this periodically; SKIP LOCKED claims make overlapping runs harmless.
+
+    It also closes "last N seconds" clips a vanished relay process left unfinished.
+    """
+    clips_fail_stalled()
     return clips_purge_expired().destroyed

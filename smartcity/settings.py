@@ -394,6 +394,12 @@ CLIP_STORAGE_DIR = Path(os.environ.get("CLIP_STORAGE_DIR", str(BASE_DIR / ".run"
 CLIP_MAX_SECONDS = int(os.environ.get("CLIP_MAX_SECONDS", "300"))
 CLIP_PURGE_FSYNC = env_bool("CLIP_PURGE_FSYNC", True)  # flush the overwrite to disk before removing
 CLIP_DUE_WARNING_HOURS = float(os.environ.get("CLIP_DUE_WARNING_HOURS", "24"))
+# "Save the last N seconds": each relay keeps this much of every camera it relays, at most
+# RELAY_BUFFER_MAX_MB per camera (0 seconds: no buffer, only "the next N seconds").
+RELAY_BUFFER_SECONDS = float(os.environ.get("RELAY_BUFFER_SECONDS", "30"))
+RELAY_BUFFER_MAX_MB = float(os.environ.get("RELAY_BUFFER_MAX_MB", "16"))
+# How long a "last N seconds" request waits for a relay holding the camera to take it.
+CLIP_LAST_ANSWER_S = float(os.environ.get("CLIP_LAST_ANSWER_S", "3"))
 LEDGER_PAGE_SIZE = int(os.environ.get("LEDGER_PAGE_SIZE", "50"))
 CELERY_BEAT_SCHEDULE["cameras-purge-footage"] = {
     "task": "cameras.tasks.purge_footage",
