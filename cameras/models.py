@@ -227,7 +227,10 @@ class Clip(models.Model):
     )
     created_at = models.DateTimeField(_("requested at"), auto_now_add=True)
     requested_seconds = models.PositiveIntegerField(_("requested length (s)"))
-    mode = models.CharField(_("mode"), max_length=4, choices=ClipMode.choices, default=ClipMode.NEXT)
+    # db_default too: code of the previous release, still running during a deploy, inserts without it.
+    mode = models.CharField(
+        _("mode"), max_length=4, choices=ClipMode.choices, default=ClipMode.NEXT, db_default=ClipMode.NEXT
+    )
     status = models.CharField(
         _("status"), max_length=12, choices=ClipStatus.choices, default=ClipStatus.PENDING
     )

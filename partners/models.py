@@ -122,9 +122,11 @@ class AgreementEventType(models.Model):
     event_type = models.CharField(_("event type"), max_length=40, choices=EVENT_TYPE_CHOICES)
     share_policy = models.CharField(_("share policy"), max_length=20, choices=SharePolicy.choices)
     # Off unless granted: saved footage is a provision of its own, beyond live video.
+    # (db_default too: code of the previous release, still running during a deploy, inserts without it.)
     allow_clips = models.BooleanField(
         _("saved clips"),
         default=False,
+        db_default=False,
         help_text=_("The partner may also download an incident's saved clips through its video share."),
     )
 
