@@ -3,7 +3,8 @@
 Purge: 100,000 clip rows, each with a small real file, all expired; `clips_purge_expired`
 (the beat task's service) overwrites and removes every file, marks every row and writes
 100,000 chained `clip.destroyed` entries. Target ≤ 60 s, with the process's memory flat
-(peak RSS growth is reported).
+(peak RSS growth is reported). Then the steps of a batch of 1,000 timed one by one
+(claim and mark, overwrite, flush, remove, ledger entries, commit): where the time goes.
 
 Verify: `audit_chain_verify` over the whole chain, topped up to at least 1,000,000
 entries; rows per second and RSS growth. The audit table is append-only, so the chain
@@ -14,23 +15,38 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import statistics
 import tempfile
 import threading
 import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AuditEntry
 from audit.services import PendingEntry, audit_record_many
 from audit.verify import audit_chain_verify
 from bench.common import Figure, Target, report, report_figure
+from cameras.clips import clip_file_path
 from cameras.models import Camera, Clip, ClipStatus
-from cameras.retention import clips_purge_expired
+from cameras.retention import (
+    FILE_THREADS,
+    clips_claim_due,
+    clips_purge_expired,
+    destruction_entry,
+    in_slices,
+    overwrite_all,
+    remove_all,
+    storage_flush,
+)
 from cameras.selectors import make_point
 
 N_CLIPS = int(os.environ.get("BENCH_CLIPS", "100000"))
+STEP_BATCHES = 10
 N_ENTRIES = int(os.environ.get("BENCH_AUDIT_ENTRIES", "1000000"))
 FILE_BYTES = 2048
 CAMERA_CODE = "BENCH-RETENTION"
@@ -38,6 +54,7 @@ CAMERA_CODE = "BENCH-RETENTION"
 
 def run() -> list[Figure]:
     figures = bench_purge()
+    figures += bench_purge_steps()
     figures += bench_verify()
     for figure in figures:
         report_figure(figure)
@@ -97,6 +114,54 @@ def bench_purge() -> list[Figure]:
         Figure("purge peak RSS growth", memory.growth_mb, "MB", Target("<=", 64)),
         Figure("purge left files behind", left, "files", Target("<=", 0)),
     ]
+
+
+def bench_purge_steps() -> list[Figure]:
+    """Where a batch's time goes: each step of a purge batch timed on its own, one after the other.
+
+    The purge itself overlaps the file work with the ledger entries; here they run in
+    turn so each can be read separately (medians over STEP_BATCHES batches of 1,000).
+    """
+    steps: dict[str, list[float]] = defaultdict(list)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-clips-") as storage,
+        ThreadPoolExecutor(FILE_THREADS) as pool,
+    ):
+        root = Path(storage)
+        settings.CLIP_STORAGE_DIR = root
+        make_expired_clips(root, STEP_BATCHES * 1000)
+        while purge_batch_in_steps(root, pool, steps):
+            pass
+    figures = [
+        Figure(f"purge step per 1,000: {name}", statistics.median(ms), "ms") for name, ms in steps.items()
+    ]
+    report("purge steps measured over", f"{len(steps['claim and mark'])} batches of 1,000")
+    return figures
+
+
+def purge_batch_in_steps(root: Path, pool: ThreadPoolExecutor, steps: dict[str, list[float]]) -> bool:
+    def timed(name: str, started: float) -> float:
+        now = time.perf_counter()
+        steps[name].append((now - started) * 1000)
+        return now
+
+    with transaction.atomic():
+        started = time.perf_counter()
+        batch = clips_claim_due(now=timezone.now(), limit=1000)
+        if not batch:
+            return False
+        started = timed("claim and mark", started)
+        paths = [path for path in (clip_file_path(clip, root) for clip in batch) if path is not None]
+        overwritten = [path for part in in_slices(pool, overwrite_all, paths) for path in part]
+        started = timed("overwrite files", started)
+        storage_flush(root)
+        started = timed("flush to disk", started)
+        in_slices(pool, remove_all, overwritten)
+        started = timed("remove files", started)
+        audit_record_many(pending=[destruction_entry(clip) for clip in batch])
+        started = timed("ledger entries", started)
+    timed("commit", started)
+    return True
 
 
 def make_expired_clips(storage: Path, count: int) -> None:
