@@ -49,7 +49,7 @@ N_CLIPS = int(os.environ.get("BENCH_CLIPS", "100000"))
 STEP_BATCHES = 10
 N_ENTRIES = int(os.environ.get("BENCH_AUDIT_ENTRIES", "1000000"))
 FILE_BYTES = 2048
-CAMERA_CODE = "BENCH-RETENTION"
+CAMERA_CODE = "RETENTION-BENCH"  # not "BENCH-…": that prefix is the spatial section's million
 
 
 def run() -> list[Figure]:
