@@ -10,11 +10,12 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from leaflet.admin import LeafletGeoAdmin
 
+from audit.admin_changes import AuditedAdmin
 from cameras.models import Camera, Center, StaffProfile
 
 
 @admin.register(Center)
-class CenterAdmin(LeafletGeoAdmin):
+class CenterAdmin(AuditedAdmin, LeafletGeoAdmin):
     list_display = ["name", "slug", "retention_days", "camera_count"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -59,7 +60,7 @@ class CameraAdminForm(forms.ModelForm):
 
 
 @admin.register(Camera)
-class CameraAdmin(LeafletGeoAdmin):
+class CameraAdmin(AuditedAdmin, LeafletGeoAdmin):
     form = CameraAdminForm
     list_display = ["code", "name", "center", "purpose", "status", "last_seen_at", "ptz"]
     list_filter = ["center", "status", "purpose", "ptz"]
@@ -78,7 +79,7 @@ class CameraAdmin(LeafletGeoAdmin):
 
 
 @admin.register(StaffProfile)
-class StaffProfileAdmin(admin.ModelAdmin):
+class StaffProfileAdmin(AuditedAdmin):
     list_display = ["user", "role", "center"]
     list_filter = ["role", "center"]
     autocomplete_fields = ["user"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from django.contrib.auth import get_user_model
+
+from audit.models import AuditEntry
 
 SECRET_URL = "rtsp://admin:Sup3rS3cret@10.20.30.40:554/Streaming/Channels/101"
 
@@ -95,3 +98,20 @@ def test_the_remove_checkbox_clears_the_stream_url(admin_client, secret_camera):
     assert response.status_code == 302
     secret_camera.refresh_from_db()
     assert secret_camera.stream_url == ""
+
+
+def test_admin_changes_to_a_camera_are_audited_with_field_names_never_values(admin_client, secret_camera):
+    page = admin_client.get(f"/admin/cameras/camera/{secret_camera.pk}/change/")
+    form = page.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data |= {"name": "새 이름", "stream_url": "rtsp://admin:n3w-pass@10.0.0.9/stream1"}
+    data["location"] = secret_camera.location.geojson
+
+    response = admin_client.post(f"/admin/cameras/camera/{secret_camera.pk}/change/", data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+
+    entry = AuditEntry.objects.get(action="admin.change", object_type="camera")
+    assert entry.object_id == str(secret_camera.pk)
+    assert {"name", "stream_url"} <= set(entry.details["changed"])
+    assert "n3w-pass" not in json.dumps(entry.details)
