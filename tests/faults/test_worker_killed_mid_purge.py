@@ -113,6 +113,9 @@ def test_a_purge_killed_mid_batch_is_finished_by_the_next_run_destroying_nothing
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
         broker.send_task(PURGE)
         assert wait_until(lambda: ledger_waiters() == 1, timeout=60), "the purge never reached the ledger"
+        # The purge removes a batch's files on other threads while its entries wait for
+        # the ledger: let that finish, so the whole first batch is gone unrecorded.
+        assert wait_until(lambda: len(files_in(storage)) == CLIPS - BATCH, timeout=60), len(files_in(storage))
         first.process.kill()  # SIGKILL: no warm shutdown, no cleanup
         first.process.wait()
 
