@@ -94,6 +94,10 @@ def labels_messages() -> dict[str, str]:
         "choose_outcome": pgettext("dashboard", "Choose an outcome."),
         "unassigned": pgettext("dashboard", "unassigned"),
         "assignee": pgettext("dashboard", "assigned to"),
+        "clip_last": pgettext("dashboard", "Save last 30 s"),
+        "clip_next": pgettext("dashboard", "Save next 30 s"),
+        "clip_saving": pgettext("dashboard", "Saving the clip of %(camera)s…"),
+        "clip_failed": pgettext("dashboard", "The clip was not saved: %(error)s"),
     }
 
 

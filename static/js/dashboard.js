@@ -709,6 +709,7 @@
         el("span", "dist", formatDistance(camera.distance_m)),
         el("span", "cam-status", labels.camera[camera.status] || camera.status)
       );
+      if (camera.has_stream) item.append(clipButton(incident, camera, "last"), clipButton(incident, camera, "next"));
       item.classList.toggle("has-tile", video.tiles.has(camera.id));
       item.addEventListener("click", () => {
         if (map) map.flyTo([camera.lat, camera.lon], Math.max(map.getZoom(), 18), { duration: 0.4 });
@@ -716,6 +717,44 @@
       });
       list.append(item);
     });
+  }
+
+  // Save 30 s of a camera for the incident: the last 30 (from the relay's buffer, while
+  // someone watches it) or the next 30 (recorded by a worker). The result lands on the
+  // timeline and in the ledger; here only whether the request was taken.
+  function clipButton(incident, camera, mode) {
+    const button = el("button", "clip-save", mode === "last" ? labels.msg.clip_last : labels.msg.clip_next);
+    button.type = "button";
+    button.dataset.clipMode = mode;
+    button.addEventListener("click", (event) => {
+      event.stopPropagation(); // not a click on the camera row (fly to it / enlarge)
+      saveClip(incident.id, camera, mode);
+    });
+    return button;
+  }
+
+  async function saveClip(incidentId, camera, mode) {
+    setMessage(fmt(labels.msg.clip_saving, { camera: camera.name }));
+    try {
+      const response = await fetch(`/incidents/${incidentId}/clips/`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+        body: JSON.stringify({ camera_id: camera.id, seconds: 30, mode }),
+      });
+      if (response.redirected && new URL(response.url).pathname.startsWith("/login/")) return toLogin();
+      let data = {};
+      try {
+        data = await response.json();
+      } catch (err) {
+        data = {};
+      }
+      if (response.ok) setMessage(labels.msg.done, "ok");
+      else setMessage(fmt(labels.msg.clip_failed, { error: data.error || response.status }), "error");
+    } catch (err) {
+      setMessage(labels.msg.network, "error");
+    }
+    scheduleDetail(0);
   }
 
   function renderTimeline() {

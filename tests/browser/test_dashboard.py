@@ -209,3 +209,37 @@ def test_event_reaches_both_operators_and_acknowledgement_is_seen_by_the_other(
         page_a.screenshot(path=str(ARTIFACTS / "dashboard-operator-a.png"))
         page_b.screenshot(path=str(ARTIFACTS / "dashboard-operator-b.png"))
         assert not errors, f"JavaScript errors: {errors}"
+
+
+def test_operator_saves_the_next_30_seconds_of_a_camera_from_the_incident_panel(
+    live_daphne: LiveDaphne,  # noqa: F811
+    center_factory: Any,
+) -> None:
+    from cameras.models import Clip, ClipMode
+
+    centre = center_factory("seoul-junggu", (126.96, 37.54, 127.03, 37.58), name="서울 중구 통합관제센터")
+    operator_of(centre, "op-a")
+    with_video, without = cameras_around_city_hall(centre)[:2]
+    # Recording "the next 30 s" is a worker's job; the panel only has to ask for it.
+    Camera.objects.filter(pk=with_video.pk).update(stream_url="rtsp://127.0.0.1:9/never-opened")
+    police = partner_with_agreement("police-112", "police")
+    _, key = api_key_create(partner=police)
+
+    with chromium() as browser:
+        page = browser.new_context(viewport={"width": 1600, "height": 900}).new_page()
+        page.set_default_timeout(WAIT_MS)
+        log_in(page, live_daphne, "op-a")
+        incident = post_event(live_daphne, key, summary="강도 신고")
+        page.click(f'#queue [data-incident-id="{incident["id"]}"]')
+        row = page.locator(f'#panel [data-field="cameras"] li[data-camera-id="{with_video.pk}"]')
+        expect(row.locator("button.clip-save")).to_have_count(2)  # 지난 30초 / 다음 30초
+        expect(
+            page.locator(f'#panel [data-field="cameras"] li[data-camera-id="{without.pk}"] button.clip-save')
+        ).to_have_count(0)  # no stream, nothing to save
+        row.locator('button[data-clip-mode="next"]').click()
+        expect(page.locator('#panel [data-field="message"]')).to_have_text("완료")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-clip-buttons.png"))
+
+    clip = Clip.objects.get(incident_id=incident["id"])
+    assert (clip.camera_id, clip.mode, clip.requested_seconds) == (with_video.pk, ClipMode.NEXT, 30)
