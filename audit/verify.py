@@ -12,22 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from audit.models import AuditEntry
-from audit.services import GENESIS_HASH, canonical_fields
+from audit.services import COPY_COLUMNS, GENESIS_HASH, canonical_fields
 
-FIELDS = (
-    "id",
-    "at",
-    "action",
-    "actor",
-    "user_id",
-    "partner_id",
-    "object_type",
-    "object_id",
-    "details",
-    "request_id",
-    "prev_hash",
-    "hash",
-)
+FIELDS = ("id", *COPY_COLUMNS)  # every stored column of an entry, in the order COPY writes them
 
 
 @dataclass(frozen=True)
