@@ -35,8 +35,6 @@ from importlib import import_module
 from typing import Any
 
 import aiohttp
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -46,8 +44,6 @@ from bench import intake, spatial
 from bench.common import Figure, Target, paced, percentile, report, report_figure
 from bench.intake import LoadResult, RequestMaker, Server, attempt, cpu_sample, daphne_servers
 from cameras.models import Center, StaffProfile, StaffRole
-from cameras.sessions import user_group
-from incidents.realtime import center_group
 
 SERVERS = 2
 SOCKETS = 50
@@ -143,26 +139,6 @@ def report_servers(servers: list[Server]) -> None:
     )
 
 
-def forget_groups(groups: list[str]) -> None:
-    """Empty these channel-layer groups while no server of the bench runs.
-
-    A consumer killed with its process (Daphne cancels open sockets on SIGTERM) or by an
-    exception never leaves its groups; the entries stay for a day (group_expiry), every
-    group send also goes to the dead process's inbox, and once that holds 100 messages
-    channels_redis logs "over capacity" for it, which would read as messages dropped here.
-    """
-    layer = get_channel_layer()
-    if layer is None:
-        return
-
-    async def forget() -> None:
-        for group in groups:
-            # channels_redis has no public call to empty a group; these are its own helpers.
-            await layer.connection(layer.consistent_hash(group)).delete(layer._group_key(group))
-
-    async_to_sync(forget)()
-
-
 # --- operators and sessions ----------------------------------------------------------
 
 
@@ -184,12 +160,7 @@ def ensure_operators(center: Center, count: int = SOCKETS) -> list[AbstractBaseU
 
 @contextlib.contextmanager
 def operator_sessions(center: Center, operators: list[AbstractBaseUser]) -> Iterator[list[str]]:
-    """A logged-in session cookie per operator; on the way out the sessions are deleted.
-
-    The centre's and the operators' channel-layer groups are emptied before and after.
-    """
-    groups = [center_group(center.pk), *(user_group(user.pk) for user in operators)]
-    forget_groups(groups)  # a killed earlier run's members would be pushed to as well
+    """A logged-in session cookie per operator; on the way out the sessions are deleted."""
     cookies: list[str] = []
     try:
         cookies.extend(session_cookie(user) for user in operators)
@@ -197,7 +168,6 @@ def operator_sessions(center: Center, operators: list[AbstractBaseUser]) -> Iter
     finally:
         for cookie in cookies:
             session_store(cookie.split("=", 1)[1]).delete()
-        forget_groups(groups)
 
 
 def session_store(session_key: str | None = None) -> Any:
@@ -322,12 +292,10 @@ async def close_sockets(
 
 
 def report_server_logs(servers: list[Server]) -> None:
-    """What the servers logged that explains errors: exceptions, messages the layer dropped."""
+    """What the servers logged that explains errors: the commonest exceptions."""
     logged = sum((server.log_exceptions() for server in servers), collections.Counter[str]())
     for line, count in logged.most_common(3):
         report("server log", f"{count} × {line}")
-    if dropped := sum(over_capacity_lines(server) for server in servers):
-        report("server log", f"{dropped} × channel layer group send over capacity (messages dropped)")
 
 
 async def connect_all(
@@ -503,14 +471,6 @@ def print_phase(phase: Phase, sockets: list[Socket]) -> None:
             f"NOT KEEPING UP: {phase.rate}/s asked, {phase.post.rate:.1f}/s answered; "
             "latency above is mostly queueing",
         )
-
-
-def over_capacity_lines(server: Server) -> int:
-    """channels_redis logs (INFO) each group send it could not queue for a full process inbox."""
-    try:
-        return server.log_path.read_text(errors="replace").count("channels over capacity in group")
-    except OSError:
-        return 0
 
 
 def median(samples: list[float]) -> float:

@@ -172,6 +172,17 @@ class LiveVideoConsumer(AsyncWebsocketConsumer):
         self.detach()
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
+    async def layer_lost(self, event: dict[str, Any]) -> None:
+        """Redis was away (smartcity/layers.py): a revocation or a logout may have been lost."""
+        if self.share is not None:
+            if not await self.share_still_allows():
+                await self.end_shared()
+            return
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        if session is None or not key or not await database_sync_to_async(session.exists)(key):
+            await self.session_ended(event)
+
     def detach(self) -> None:
         """Stop forwarding and leave the camera's upstream (which may then idle out)."""
         if self.forwarder is not None:

@@ -11,9 +11,9 @@ writes the MP4 and finishes the clip the same way the Celery recorder does (SHA-
 expiry, `clip.saved` audit). The requester fails the clip if nobody has taken it within
 CLIP_LAST_ANSWER_S.
 
-channels_redis forgets group members after a day (`group_expiry`): the membership is
-renewed every hour. With Redis away the mailbox retries every few seconds; meanwhile
-"the last N seconds" is unavailable, and live video is not affected.
+The memberships are renewed every hour, and every few seconds after a failure or a lost
+subscription (Redis away, `layer.lost`) until they hold again; meanwhile "the last N
+seconds" is unavailable, and live video is not affected.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from django.utils import timezone
 from cameras import relay
 from cameras.clips import clip_claim, clip_record_recent
 from cameras.models import ClipMode
+from smartcity.layers import LAYER_LOST
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class RelayControl:
         self.cameras: set[int] = set()
         self.channel: str | None = None
         self._changes: asyncio.Queue[int] = asyncio.Queue()
+        self._renew_now = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._main = loop.create_task(self._run())
 
@@ -105,25 +107,38 @@ class RelayControl:
                 message = await layer.receive(channel)
                 if message.get("type") == "clip.last":
                     self._spawn(self._clip_last(message))
+                elif message.get("type") == LAYER_LOST:
+                    self._renew_now.set()
         finally:
             for helper in helpers:
                 helper.cancel()
 
     async def _renew(self, layer: BaseChannelLayer, channel: str) -> None:
         while True:
-            for camera_id in list(self.cameras):
-                await layer.group_add(camera_group(camera_id), channel)
-            await asyncio.sleep(RENEW_EVERY_S)
+            delay = RENEW_EVERY_S
+            try:
+                for camera_id in list(self.cameras):
+                    await layer.group_add(camera_group(camera_id), channel)
+            except Exception as exc:  # Redis away: again soon, until it holds
+                log.warning("relay mailbox: could not renew memberships (%s)", type(exc).__name__)
+                delay = RETRY_S
+            self._renew_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._renew_now.wait(), delay)
 
     async def _apply_changes(self, layer: BaseChannelLayer, channel: str) -> None:
         # One at a time, each as the camera is *now*: an open, close and reopen in quick
         # succession always ends with the camera in its group.
         while True:
             camera_id = await self._changes.get()
-            if camera_id in self.cameras:
-                await layer.group_add(camera_group(camera_id), channel)
-            else:
-                await layer.group_discard(camera_group(camera_id), channel)
+            try:
+                if camera_id in self.cameras:
+                    await layer.group_add(camera_group(camera_id), channel)
+                else:
+                    await layer.group_discard(camera_group(camera_id), channel)
+            except Exception as exc:  # Redis away: the renewal adds it once it is back
+                log.warning("relay mailbox: camera %s not (un)registered (%s)", camera_id, type(exc).__name__)
+                self._renew_now.set()
 
     async def _clip_last(self, message: ClipLastMessage) -> None:
         try:

@@ -20,6 +20,7 @@ from smartcity.metrics import operator_sockets
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_RESYNC = 1012  # "service restart": come back and resync
 
 
 class OperatorConsumer(AsyncJsonWebsocketConsumer):
@@ -63,6 +64,11 @@ class OperatorConsumer(AsyncJsonWebsocketConsumer):
 
     async def session_ended(self, event: dict[str, Any]) -> None:
         await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def layer_lost(self, event: dict[str, Any]) -> None:
+        """Redis was away (smartcity/layers.py): pushes may be lost. The browser reconnects
+        with its backoff and the snapshot it gets then brings what this socket missed."""
+        await self.close(code=CLOSE_RESYNC)
 
     @database_sync_to_async
     def groups_for(self, user: Any) -> list[str]:

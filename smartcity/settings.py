@@ -158,20 +158,27 @@ CACHES = {
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # Redis pub/sub: a push is published once and each process fans it out to its own
+        # sockets; a lost subscription is announced to every socket (smartcity/layers.py).
+        "BACKEND": "smartcity.layers.PubSubChannelLayer",
         "CONFIG": {
-            # redis-py 8 gives connections a 5 s socket timeout by default, which kills the
-            # layer's blocking receive on an idle socket (an operator with a quiet queue
-            # then stops getting pushes). Receives must be allowed to wait indefinitely.
+            # redis-py 8 gives connections a 5 s socket timeout by default; a subscription
+            # on a quiet Redis must be allowed to wait indefinitely.
             # After Redis restarts, every pooled connection is dead, and without a retry
             # each fails one command: an operator's reconnecting dashboard is refused once
             # per stale connection, waiting its backoff each time. One retry on a fresh
             # connection (the failed one is dropped first) lets the first attempt succeed.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": None, "retry": Retry(NoBackoff(), 1)}],
+            # The health check pings an idle subscription, so a Redis that vanished without
+            # closing the connection (a network split) is noticed within seconds.
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": None,
+                    "retry": Retry(NoBackoff(), 1),
+                    "health_check_interval": 5,
+                }
+            ],
             "prefix": "smartcity",
-            # A burst of events must not drop messages for an operator whose browser is
-            # momentarily slow; 1,000 queued messages per socket is still bounded memory.
-            "capacity": int(os.environ.get("CHANNEL_CAPACITY", "1000")),
         },
     }
 }

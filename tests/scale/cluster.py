@@ -30,11 +30,18 @@ from tests.fixtures.live_server import ROOT, LiveDaphne, live_env
 from tests.fixtures.processes import process_stop
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll `condition` until it is true; fail naming `what` after `timeout` seconds."""
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float,
+    what: str,
+    state: Callable[[], object] | None = None,
+) -> None:
+    """Poll `condition` until it is true; fail naming `what` (and `state()`) after `timeout` s."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        if time.monotonic() >= deadline:
+            detail = f"\n{state()}" if state is not None else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{detail}")
         time.sleep(0.1)
 
 
@@ -239,6 +246,18 @@ class Viewer:
             any(t.get("type") == "init" and "avc1." in t.get("mime", "") for t in list(self.texts))
             and b"ftyp" in boxes
             and boxes[boxes.index(b"ftyp") + 1 :].count(b"moof") >= 5
+        )
+
+    def describe(self) -> str:
+        """What this viewer has seen, for a failure message."""
+        reader = self.reader
+        failure = (
+            reader.exception() if reader is not None and reader.done() and not reader.cancelled() else None
+        )
+        return (
+            f"{self.server.url} camera {self.camera_id} {'share' if self.share else 'operator'}: "
+            f"texts={[(t.get('type'), t.get('state')) for t in list(self.texts)]} "
+            f"boxes={len(self.binaries)} close={self.close_code} error={failure!r}"
         )
 
     def close(self) -> None:

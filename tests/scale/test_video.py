@@ -89,7 +89,12 @@ def test_viewers_on_both_instances_play_and_a_revocation_on_one_closes_the_share
     ]
     police = Viewer(second, camera.pk, share=token).open(sockets)
     viewers = [*operators, police]
-    wait_until(lambda: all(v.plays() for v in viewers), 30, "fMP4 on every viewer")
+    wait_until(
+        lambda: all(v.plays() for v in viewers),
+        30,
+        "fMP4 on every viewer",
+        state=lambda: "\n".join([*(v.describe() for v in viewers), first.output(2000), second.output(2000)]),
+    )
 
     # One upstream RTSP session per instance, shared by that instance's viewers.
     assert rtsp.wait_for_clients(2) == 2

@@ -22,6 +22,7 @@ import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
@@ -518,3 +519,34 @@ async def test_logging_out_everywhere_ends_the_live_video(watch):
     assert message == {"type": "websocket.close", "code": 4401}
     upstream = relay.upstream_of(camera.pk)
     assert upstream is not None and not upstream.viewers
+
+
+async def test_after_a_lost_layer_a_viewer_whose_session_ended_meanwhile_is_closed(watch):
+    """Redis away: "log out everywhere" could not reach the socket. When the layer says
+    it lost messages (smartcity/layers.py), the viewer checks its session itself."""
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from cameras.sessions import user_group
+
+    def setup() -> tuple[Any, Camera, Any]:
+        mine = centre("centre-a", 126.9)
+        session = SessionStore()
+        session.create()
+        return operator_of(mine, "op-a"), camera_of(mine, "rtsp://127.0.0.1:9/cam1"), session
+
+    user, camera, session = await database_sync_to_async(setup)()
+    sock = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/cameras/{camera.pk}/live/")
+    sock.scope |= {"user": user, "session": session}
+    connected, _ = await sock.connect(timeout=5)
+    assert connected
+    await read_until(sock, has_status("offline"))
+    layer = get_channel_layer()
+
+    await layer.group_send(user_group(user.pk), {"type": "layer.lost"})
+    assert await sock.receive_nothing(timeout=0.5)  # the session is still there: go on watching
+
+    await database_sync_to_async(session.delete)()  # ended while no message could get through
+    await layer.group_send(user_group(user.pk), {"type": "layer.lost"})
+    while (message := await sock.receive_output(timeout=5))["type"] == "websocket.send":
+        pass
+    assert message == {"type": "websocket.close", "code": 4401}
