@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
@@ -46,6 +47,8 @@ class Figure:
 
 def fmt(value: float) -> str:
     """Three significant-ish digits: enough to compare runs, not noise."""
+    if math.isnan(value) or math.isinf(value):
+        return "none"  # nothing measured (e.g. no request succeeded): the errors say why
     if value == int(value) and (abs(value) >= 1 or value == 0):
         return f"{int(value):,}"
     if abs(value) >= 100:

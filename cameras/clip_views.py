@@ -30,7 +30,6 @@ from cameras.clips import (
 from cameras.models import Clip, ClipMode
 from cameras.retention import clips_due_soon
 from incidents.selectors import incidents_visible
-from smartcity.concurrency import in_thread_pool
 
 
 def clip_payload(clip: Clip) -> dict[str, Any]:
@@ -80,7 +79,6 @@ def user_of(request: HttpRequest) -> AbstractBaseUser:
     return user
 
 
-@in_thread_pool  # a "last N seconds" request waits (briefly) for a relay, never in the one sync thread
 @login_required
 @require_http_methods(["GET", "POST"])
 def incident_clips(request: HttpRequest, incident_id: int) -> JsonResponse:

@@ -22,13 +22,12 @@ log = logging.getLogger(__name__)
 
 
 class BothModesMiddleware:
-    """A middleware that runs natively under ASGI as well as WSGI.
+    """A middleware that runs natively in a synchronous chain as well as an asynchronous one.
 
-    Under Daphne a synchronous-only middleware makes Django run the whole chain below
-    it, view included, in the one thread each process keeps for synchronous code: every
-    request of the process then waits its turn, even while another only waits on the
-    database. Subclasses give `before` (may answer early) and `after`; both are cheap
-    and never block, so they run on the event loop.
+    Daphne serves each request synchronously in one pooled thread (smartcity/http.py),
+    and WSGI and the test client do too; an asynchronous chain (Django's own ASGI
+    handler) would otherwise hop to a thread and back for each middleware. Subclasses
+    give `before` (may answer early) and `after`; both are cheap and never block.
     """
 
     sync_capable = True

@@ -128,6 +128,17 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 # per-thread connections pile up until PostgreSQL refuses more clients. A small pool
 # per process keeps connections bounded and reused (psycopg's pool, Django ≥ 5.1).
 DB_POOL_MAX = int(os.environ.get("DB_POOL_MAX", "8"))
+# HTTP requests served at once per Daphne process, each in a pooled thread holding at
+# most one database connection (smartcity/http.py). The pool must also leave a
+# connection for the WebSocket consumers' thread and one for the relays' clip claims.
+HTTP_THREADS = int(os.environ.get("HTTP_THREADS", "6"))
+if HTTP_THREADS < 1:
+    raise ImproperlyConfigured("HTTP_THREADS must be at least 1")
+if 0 < DB_POOL_MAX < HTTP_THREADS + 2:
+    raise ImproperlyConfigured(
+        f"DB_POOL_MAX={DB_POOL_MAX} is too small for HTTP_THREADS={HTTP_THREADS}: "
+        f"requests would wait for connections; use at least {HTTP_THREADS + 2}"
+    )
 if DB_POOL_MAX > 0:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"]["pool"] = {

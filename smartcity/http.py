@@ -1,0 +1,83 @@
+"""HTTP under Daphne: each request runs start to finish in one worker thread of a pool.
+
+Django's own ASGI handler runs the middleware chain in async mode: every synchronous
+middleware method, the view and the closing signals each hop between the event loop
+and a thread created for that one request. On this project's chain that is a dozen
+thread switches and a new OS thread per request, and it was the larger part of what a
+partner POST cost the server (measured with py-spy: ~20 % of the process's CPU in
+`run_in_executor`/`Thread.start` alone, before any work).
+
+Here the event loop reads the body, hands the request to a pooled thread once, and
+sends the response the thread returns. In the thread Django runs exactly as under WSGI:
+`request_started`, the synchronous middleware chain, the view, and — for responses held
+in memory — `request_finished`, which tidies the thread's database connection (back to
+the pool). Streaming responses are sent from the loop as Django does and closed in the
+pool afterwards.
+
+HTTP_THREADS requests run at once per process; more wait for a free thread. Each
+holds at most one database connection, so DB_POOL_MAX must leave room for them and for
+the WebSocket consumers' thread (settings check it).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.base import BaseHandler
+from django.http import FileResponse, HttpResponseBase
+from django.urls import set_script_prefix
+
+
+class PooledASGIHandler(ASGIHandler):
+    """An ASGI application for Django's HTTP side that runs each request in one pooled thread."""
+
+    def __init__(self) -> None:
+        # Not ASGIHandler.__init__: that loads the chain in async mode, which is never used.
+        BaseHandler.__init__(self)
+        self.load_middleware(is_async=False)
+        self.executor = ThreadPoolExecutor(max_workers=settings.HTTP_THREADS, thread_name_prefix="http")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django serves HTTP only, not {scope['type']}")
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            # thread_sensitive=False with our executor: asgiref still carries the context
+            # variables over and lets code in the thread reach the loop (async_to_sync).
+            respond = sync_to_async(self.respond, thread_sensitive=False, executor=self.executor)
+            response = await respond(scope, body_file)
+            try:
+                await self.send_response(response, send)
+            finally:
+                if response.streaming:
+                    await sync_to_async(response.close, thread_sensitive=False, executor=self.executor)()
+        finally:
+            body_file.close()
+
+    def respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
+        """The whole of one request, synchronously, as under WSGI (runs in a pool thread)."""
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        response: HttpResponseBase | None = error_response if request is None else self.get_response(request)
+        assert response is not None  # create_request gives a request or the response refusing it
+        response._handler_class = self.__class__  # type: ignore[attr-defined]
+        if isinstance(response, FileResponse):
+            response.block_size = self.chunk_size
+        if not response.streaming:
+            # The content is in memory: finish the request here, in its own thread
+            # (request_finished returns this thread's database connection).
+            response.close()
+        return response
