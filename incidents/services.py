@@ -29,7 +29,7 @@ from incidents.models import (
 )
 from incidents.realtime import incident_created_publish_on_commit, incident_publish_on_commit
 from incidents.selectors import incident_ranked_cameras_remember
-from partners.models import Partner
+from partners.models import Agreement, Partner
 from partners.sharing import shares_end_for_incident, shares_follow, shares_on_intake
 
 
@@ -69,24 +69,31 @@ def incident_cameras_rank(*, incident: Incident, fresh: bool = False) -> list[In
     return ranked
 
 
-def incident_intake(*, partner: Partner, event: EventIn, request_id: str = "") -> tuple[Incident, bool]:
+def incident_intake(
+    *, partner: Partner, event: EventIn, request_id: str = "", agreements: list[Agreement] | None = None
+) -> tuple[Incident, bool]:
     """Turn a partner's event into an incident at the covering centre, or find the one it already is.
 
     Returns (incident, created). Idempotent on (partner, external_id) through the unique
     constraint: when two copies race, the loser's INSERT fails and it returns the winner's.
+    `agreements`: the partner's `agreements_of` the event's type, if the caller has them.
     """
     # No look-up first: the insert itself tells a repeat (one query fewer for every new
     # event, which is nearly every event).
     try:
         with transaction.atomic(), audit_deferred():
-            incident = incident_create(partner=partner, event=event, request_id=request_id)
+            incident = incident_create(
+                partner=partner, event=event, request_id=request_id, agreements=agreements
+            )
     except IntegrityError:
         # Sent before, or committed by a concurrent copy of this request just now.
         return Incident.objects.get(partner=partner, external_id=event.external_id), False
     return incident, True
 
 
-def incident_create(*, partner: Partner, event: EventIn, request_id: str) -> Incident:
+def incident_create(
+    *, partner: Partner, event: EventIn, request_id: str, agreements: list[Agreement] | None = None
+) -> Incident:
     point = make_point(lat=event.lat, lon=event.lon)
     routing = center_for_point(point=point)
     catalogue = EVENT_TYPES[event.type]
@@ -126,7 +133,7 @@ def incident_create(*, partner: Partner, event: EventIn, request_id: str) -> Inc
     incident_created_publish_on_commit(incident)
     # The rule engine: "on event" types share live video with their sender at once,
     # in this transaction, so the 201 already carries the share.
-    shares_on_intake(incident=incident, request_id=request_id)
+    shares_on_intake(incident=incident, request_id=request_id, sender_agreements=agreements)
     return incident
 
 

@@ -18,7 +18,6 @@ from incidents.models import Incident
 from incidents.services import IncidentClosedError, incident_cancel, incident_intake, incident_location_add
 from partners.auth import PartnerKeyAuthentication, PartnerUser
 from partners.parsers import CapXMLParser, StrictJSONParser
-from partners.selectors import allowed_event_type
 from partners.serializers import (
     EventInSerializer,
     IncidentDetailOutSerializer,
@@ -26,6 +25,7 @@ from partners.serializers import (
     LocationFixInSerializer,
     incident_for_partner,
 )
+from partners.sharing import agreements_of, allows_type_on
 from partners.throttling import PartnerRateThrottle
 
 ERRORS_SCHEMA = {
@@ -122,9 +122,13 @@ class EventListCreateView(PartnerAPIView):
         serializer = EventInSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         event = serializer.to_event()
-        if allowed_event_type(partner_id=partner.pk, event_type=event.type) is None:
+        # One read of the agreements listing the type: the permission here, the share rules at intake.
+        agreements = agreements_of(partner_id=partner.pk, event_type=event.type)
+        if not allows_type_on(agreements, timezone.localdate()):
             raise PermissionDenied(f"your agreement does not allow {event.type!r} events")
-        incident, created = incident_intake(partner=partner, event=event, request_id=request_id_of(request))
+        incident, created = incident_intake(
+            partner=partner, event=event, request_id=request_id_of(request), agreements=agreements
+        )
         # incident_intake has committed: the 201 never announces an incident that could roll back.
         return Response(incident_for_partner(incident), status=201 if created else 200)
 

@@ -33,9 +33,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.contrib.postgres.aggregates import ArrayAgg
-from django.db import transaction
-from django.db.models import F, Q, Value
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -120,19 +118,53 @@ def in_curfew_window(moment: dt.datetime, agreement: Agreement) -> bool:
     return local >= start or local < end
 
 
+# Every partner event reads its sender's agreements: written out, as the ORM spent
+# longer composing this query than PostgreSQL took to answer it. Columns in the order
+# of Agreement's concrete fields (Agreement.from_db), then its centres and the type's policy.
+AGREEMENTS_SQL = """
+SELECT a.id, a.partner_id, a.title, a.valid_from, a.valid_to, a.curfew_start, a.curfew_end,
+       a.max_share_minutes, a.viewer_networks, a.created_at,
+       ARRAY(SELECT c.center_id FROM partners_agreement_centers c WHERE c.agreement_id = a.id),
+       {policy}
+FROM partners_agreement a {join}
+WHERE a.partner_id = %(partner_id)s
+ORDER BY a.valid_from DESC, a.id DESC
+"""
+AGREEMENTS_OF_TYPE = {
+    "policy": "t.share_policy",
+    "join": "JOIN partners_agreementeventtype t ON t.agreement_id = a.id AND t.event_type = %(event_type)s",
+}
+AGREEMENTS_ALL = {"policy": "NULL", "join": ""}
+AGREEMENT_COLUMNS = (
+    "id", "partner_id", "title", "valid_from", "valid_to", "curfew_start", "curfew_end",
+    "max_share_minutes", "viewer_networks", "created_at",
+)  # fmt: skip
+
+
 def agreements_of(*, partner_id: int, event_type: str | None) -> list[Agreement]:
     """A partner's agreements (listing `event_type` when given), newest first, in one query.
 
     Each carries `center_ids` (the centres it covers; empty: every centre) and, with
     `event_type`, `type_policy` (the share policy it sets for that type).
     """
-    queryset = Agreement.objects.filter(partner_id=partner_id)
-    if event_type is not None:
-        queryset = queryset.filter(event_types__event_type=event_type).annotate(
-            type_policy=F("event_types__share_policy")
-        )
-    covered = ArrayAgg("centers__id", filter=Q(centers__isnull=False), default=Value([]))
-    return list(queryset.annotate(center_ids=covered).order_by("-valid_from", "-pk"))
+    sql = AGREEMENTS_SQL.format(**(AGREEMENTS_ALL if event_type is None else AGREEMENTS_OF_TYPE))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"partner_id": partner_id, "event_type": event_type})
+        rows = cursor.fetchall()
+    width = len(AGREEMENT_COLUMNS)
+    agreements = []
+    for row in rows:
+        agreement = Agreement.from_db(connection.alias, AGREEMENT_COLUMNS, row[:width])
+        agreement.center_ids = list(row[width] or [])  # type: ignore[attr-defined]
+        if event_type is not None:
+            agreement.type_policy = row[width + 1]  # type: ignore[attr-defined]
+        agreements.append(agreement)
+    return agreements
+
+
+def allows_type_on(agreements: list[Agreement], day: dt.date) -> bool:
+    """Whether any of a partner's agreements listing a type (`agreements_of`) is valid on `day`."""
+    return any(agreement.is_valid_on(day) for agreement in agreements)
 
 
 def agreement_for(
@@ -166,8 +198,13 @@ def share_rules(
     reason: str = "",
     minutes: int | None = None,
     now: dt.datetime | None = None,
+    sender_agreements: list[Agreement] | None = None,
 ) -> ShareDecision:
-    """Decide whether `partner` may get live video of `incident` now. Reads only."""
+    """Decide whether `partner` may get live video of `incident` now. Reads only.
+
+    `sender_agreements`: the sender's `agreements_of` its incident's type, when the
+    caller has just read them (the intake has): not read again.
+    """
     now = now or timezone.now()
     if incident.type not in EVENT_TYPES:
         return refused("unknown_type", f"{incident.type} is not in the event catalogue")
@@ -177,7 +214,8 @@ def share_rules(
         return refused("partner_inactive", f"{partner.slug} is not active")
     # One query for the sender's agreements: its policy for the type, and (a share back
     # to it) the agreement that carries the share.
-    sender_agreements = agreements_of(partner_id=incident.partner_id, event_type=incident.type)
+    if sender_agreements is None:
+        sender_agreements = agreements_of(partner_id=incident.partner_id, event_type=incident.type)
     policy = sender_policy(incident, sender_agreements)
     to_sender = partner.pk == incident.partner_id
     if to_sender:
@@ -254,6 +292,7 @@ def share_decide(
     purpose: str = "",
     minutes: int | None = None,
     request_id: str = "",
+    sender_agreements: list[Agreement] | None = None,
 ) -> ShareDecision:
     """Decide a share, audit the decision, and create the share when granted.
 
@@ -267,7 +306,12 @@ def share_decide(
             # Two operators pressing "share" at once: the second sees the first's share.
             incident = Incident.objects.select_for_update().select_related("partner").get(pk=incident.pk)
         decision = share_rules(
-            incident=incident, partner=partner, trigger=trigger, reason=reason, minutes=minutes
+            incident=incident,
+            partner=partner,
+            trigger=trigger,
+            reason=reason,
+            minutes=minutes,
+            sender_agreements=sender_agreements,
         )
         # At intake the incident is seconds old and cannot have a share yet: no query.
         duplicate = trigger == Trigger.OPERATOR and share_active_for(incident=incident, partner=partner)
@@ -426,7 +470,9 @@ def share_active_for(*, incident: Incident, partner: Partner) -> Share | None:
     )
 
 
-def shares_on_intake(*, incident: Incident, request_id: str = "") -> ShareDecision | None:
+def shares_on_intake(
+    *, incident: Incident, request_id: str = "", sender_agreements: list[Agreement] | None = None
+) -> ShareDecision | None:
     """The rule engine at intake: an automatic share to the sender where its policy says "on event".
 
     Types that never share automatically cost no query here (intake stays fast).
@@ -435,7 +481,11 @@ def shares_on_intake(*, incident: Incident, request_id: str = "") -> ShareDecisi
     if catalogue is None or catalogue.policy not in AUTOMATIC_POLICIES:
         return None
     return share_decide(
-        incident=incident, partner=incident.partner, trigger=Trigger.EVENT, request_id=request_id
+        incident=incident,
+        partner=incident.partner,
+        trigger=Trigger.EVENT,
+        request_id=request_id,
+        sender_agreements=sender_agreements,
     )
 
 

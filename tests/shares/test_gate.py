@@ -12,7 +12,7 @@ from audit.models import AuditEntry
 from incidents.catalogue import EVENT_TYPES, PartnerKind, SharePolicy
 from incidents.models import IncidentStatus
 from partners.models import Agreement, AgreementEventType, Share
-from partners.sharing import Trigger, share_decide, share_rules
+from partners.sharing import AGREEMENT_COLUMNS, Trigger, agreements_of, share_decide, share_rules
 from tests.shares.conftest import incident_of
 
 pytestmark = pytest.mark.django_db
@@ -42,6 +42,23 @@ TABLE: dict[str, dict[str, str]] = {
 }
 CASES = [(event_type, recipient) for event_type, row in TABLE.items() for recipient in row]
 AT_2AM = dt.datetime(2026, 11, 22, 2, 0, tzinfo=SEOUL)
+
+
+def test_the_written_out_agreement_query_reads_every_field_in_model_order(partners, junggu):
+    # Agreement.from_db takes the row positionally: a new field must be added to the SQL too.
+    assert AGREEMENT_COLUMNS == tuple(field.attname for field in Agreement._meta.concrete_fields)
+    police = partners["police"]
+    Agreement.objects.get(partner=police).centers.set([junggu])
+    expected = list(Agreement.objects.filter(partner=police).order_by("-valid_from", "-pk"))
+    assert expected
+    for read, model in zip(agreements_of(partner_id=police.pk, event_type=None), expected, strict=True):
+        assert [getattr(read, name) for name in AGREEMENT_COLUMNS] == [
+            getattr(model, name) for name in AGREEMENT_COLUMNS
+        ]
+        assert read.center_ids == [junggu.pk]
+    listing = agreements_of(partner_id=police.pk, event_type="police.emergency_video")
+    assert [a.type_policy for a in listing] == [SharePolicy.ON_EVENT]
+    assert agreements_of(partner_id=police.pk, event_type="safety.safe_return") == []
 
 
 def test_the_table_covers_the_whole_catalogue():
