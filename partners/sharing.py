@@ -40,8 +40,10 @@ from audit.services import audit_record
 from incidents.catalogue import EVENT_TYPES, POLICY_RANK, PartnerKind, SharePolicy
 from incidents.models import OPEN_STATUSES, Incident, TimelineEntry, TimelineKind
 from incidents.realtime import ShareMessage, SharePayload, group_of, group_send
+from incidents.timeline import timeline_add
 from partners.models import Agreement, Partner, Share, ShareCamera
 from partners.webhooks import VIEWER_URL_PENDING, webhook_enqueue
+from smartcity.sql import rows_insert
 
 log = logging.getLogger(__name__)
 
@@ -396,8 +398,8 @@ def share_create(
     )
     camera_ids = share_cameras_set(share=share, camera_ids=incident_camera_ids(incident), fresh=True)
     minutes = decision.minutes
-    TimelineEntry.objects.create(
-        incident=incident,
+    timeline_add(
+        incident_id=incident.pk,
         kind=TimelineKind.SHARE,
         actor=user.get_username() if user is not None else "system",
         text=f"영상 제공 → {partner.name} ({minutes}분)",
@@ -452,11 +454,16 @@ def share_cameras_set(*, share: Share, camera_ids: list[int], fresh: bool = Fals
     camera_ids = camera_ids[: settings.SHARE_CAMERA_COUNT]
     if not fresh:
         ShareCamera.objects.filter(share=share).delete()
-    ShareCamera.objects.bulk_create(
-        ShareCamera(share=share, camera_id=camera_id, rank=rank)
-        for rank, camera_id in enumerate(camera_ids, 1)
-    )
+    if camera_ids:
+        rows_insert(SHARE_CAMERAS_INSERT, [share.pk, camera_ids])
     return camera_ids
+
+
+# Written out, as the intake runs it for every event that shares (see smartcity/sql.py).
+SHARE_CAMERAS_INSERT = """
+INSERT INTO partners_sharecamera (share_id, camera_id, rank)
+SELECT %s, camera_id, rank FROM unnest(%s::bigint[]) WITH ORDINALITY AS ranked (camera_id, rank)
+"""
 
 
 def share_active_for(*, incident: Incident, partner: Partner) -> Share | None:

@@ -20,7 +20,7 @@ from cameras.selectors import make_point
 from incidents.catalogue import EVENT_TYPES, default_types_for
 from incidents.models import Incident, IncidentCamera, TimelineEntry, TimelineKind
 from partners.models import Agreement, AgreementEventType, ApiKey, CapEventMapping, Partner
-from partners.selectors import api_key_check
+from partners.selectors import API_KEY_COLUMNS, PARTNER_COLUMNS, api_key_check
 from partners.services import api_key_create
 
 from .conftest import partner_with_agreement
@@ -285,6 +285,23 @@ def test_create_key_action_shows_the_key_once_and_stores_only_its_hash(staff_cli
     created = AuditEntry.objects.get(action="apikey.create")
     assert created.actor == "user:boss"
     assert created.details == {"prefix": key.prefix, "name": key.name}
+
+
+def test_the_written_out_key_lookup_reads_the_key_and_its_partner_whole(police_key):
+    # from_db takes the row positionally: a field added to either model must be added to the SQL.
+    assert tuple(field.attname for field in ApiKey._meta.concrete_fields) == API_KEY_COLUMNS
+    assert tuple(field.attname for field in Partner._meta.concrete_fields) == PARTNER_COLUMNS
+    key, raw = police_key
+    found = api_key_check(raw=raw)
+    assert found is not None
+    stored = ApiKey.objects.select_related("partner").get(pk=key.pk)
+    assert [getattr(found, name) for name in API_KEY_COLUMNS] == [
+        getattr(stored, name) for name in API_KEY_COLUMNS
+    ]
+    assert [getattr(found.partner, name) for name in PARTNER_COLUMNS] == [
+        getattr(stored.partner, name) for name in PARTNER_COLUMNS
+    ]
+    assert api_key_check(raw=raw[:-1] + ("A" if raw[-1] != "A" else "B")) is None  # same prefix, wrong secret
 
 
 def test_revoke_action_revokes_the_key_and_it_stops_working(staff_client, police_key):

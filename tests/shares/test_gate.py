@@ -46,7 +46,7 @@ AT_2AM = dt.datetime(2026, 11, 22, 2, 0, tzinfo=SEOUL)
 
 def test_the_written_out_agreement_query_reads_every_field_in_model_order(partners, junggu):
     # Agreement.from_db takes the row positionally: a new field must be added to the SQL too.
-    assert AGREEMENT_COLUMNS == tuple(field.attname for field in Agreement._meta.concrete_fields)
+    assert tuple(field.attname for field in Agreement._meta.concrete_fields) == AGREEMENT_COLUMNS
     police = partners["police"]
     Agreement.objects.get(partner=police).centers.set([junggu])
     expected = list(Agreement.objects.filter(partner=police).order_by("-valid_from", "-pk"))
@@ -55,9 +55,9 @@ def test_the_written_out_agreement_query_reads_every_field_in_model_order(partne
         assert [getattr(read, name) for name in AGREEMENT_COLUMNS] == [
             getattr(model, name) for name in AGREEMENT_COLUMNS
         ]
-        assert read.center_ids == [junggu.pk]
+        assert getattr(read, "center_ids", None) == [junggu.pk]
     listing = agreements_of(partner_id=police.pk, event_type="police.emergency_video")
-    assert [a.type_policy for a in listing] == [SharePolicy.ON_EVENT]
+    assert [getattr(a, "type_policy", None) for a in listing] == [SharePolicy.ON_EVENT]
     assert agreements_of(partner_id=police.pk, event_type="safety.safe_return") == []
 
 
