@@ -14,9 +14,16 @@ in memory — `request_finished`, which tidies the thread's database connection 
 the pool). Streaming responses are sent from the loop as Django does and closed in the
 pool afterwards.
 
-HTTP_THREADS requests run at once per process; more wait for a free thread. Each
-holds at most one database connection, so DB_POOL_MAX must leave room for them and for
-the WebSocket consumers' thread (settings check it).
+HTTP_THREADS requests run at once per process; up to HTTP_QUEUE_MAX more wait for a
+free thread. Each holds at most one database connection, so DB_POOL_MAX must leave
+room for them and for the WebSocket consumers' thread (settings check it).
+
+Beyond that the process is overloaded, and it says so at once — 503 with Retry-After —
+instead of queueing without bound: a queue that grows answers every request too late
+(the partner's client times out and retries, the dashboards' pushes lag further
+behind), while a quick 503 lets a partner retry in a second and keeps the requests
+already admitted fast. The 503 changes nothing: the event was not taken, and
+sending it again with the same external_id is safe (intake is idempotent).
 """
 
 from __future__ import annotations
@@ -30,8 +37,10 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
-from django.http import FileResponse, HttpResponseBase
+from django.http import FileResponse, HttpResponseBase, JsonResponse
 from django.urls import set_script_prefix
+
+from smartcity.metrics import http_busy_rejections
 
 
 class PooledASGIHandler(ASGIHandler):
@@ -42,6 +51,8 @@ class PooledASGIHandler(ASGIHandler):
         BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
         self.executor = ThreadPoolExecutor(max_workers=settings.HTTP_THREADS, thread_name_prefix="http")
+        self.admit_max = settings.HTTP_THREADS + settings.HTTP_QUEUE_MAX
+        self.admitted = 0  # requests running or waiting for a thread (touched on the loop only)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -53,6 +64,12 @@ class PooledASGIHandler(ASGIHandler):
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
+        if self.admitted >= self.admit_max:
+            body_file.close()
+            http_busy_rejections.inc()
+            await self.send_response(busy_response(), send)
+            return
+        self.admitted += 1
         try:
             # thread_sensitive=False with our executor: asgiref still carries the context
             # variables over and lets code in the thread reach the loop (async_to_sync).
@@ -64,6 +81,7 @@ class PooledASGIHandler(ASGIHandler):
                 if response.streaming:
                     await sync_to_async(response.close, thread_sensitive=False, executor=self.executor)()
         finally:
+            self.admitted -= 1
             body_file.close()
 
     def respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
@@ -81,3 +99,15 @@ class PooledASGIHandler(ASGIHandler):
             # (request_finished returns this thread's database connection).
             response.close()
         return response
+
+
+def busy_response() -> HttpResponseBase:
+    """503 for a request the process has no room for; the partner API's error shape."""
+    response = JsonResponse(
+        {"errors": {"detail": ["the server is busy; retry after the time in Retry-After"]}}, status=503
+    )
+    response["Retry-After"] = str(BUSY_RETRY_AFTER_S)
+    return response
+
+
+BUSY_RETRY_AFTER_S = 1

@@ -44,6 +44,7 @@ class ProcessGauge:
 
 
 operator_sockets = ProcessGauge()
+http_busy_rejections = ProcessGauge()  # only ever goes up: a counter
 
 
 def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> Iterator[str]:
@@ -91,6 +92,12 @@ def exposition() -> Iterator[str]:
         "gauge",
         "Operator sockets open on this process.",
         [("", operator_sockets.value)],
+    )
+    yield from metric(
+        "safenet_http_busy_rejections_total",
+        "counter",
+        "HTTP requests this process answered 503 because HTTP_THREADS + HTTP_QUEUE_MAX were in progress.",
+        [("", http_busy_rejections.value)],
     )
     yield from metric(
         "safenet_video_relays",

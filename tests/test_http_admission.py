@@ -1,0 +1,81 @@
+"""Daphne's HTTP handler (smartcity/http.py): a full process answers 503 at once, never queues without bound."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from django.http import HttpResponse
+from django.test import override_settings
+
+from smartcity.http import PooledASGIHandler
+from smartcity.metrics import http_busy_rejections
+
+
+def scope(path: str = "/api/v1/events/") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def start(handler: PooledASGIHandler) -> ApplicationCommunicator:
+    communicator = ApplicationCommunicator(handler, scope())
+    await communicator.send_input({"type": "http.request", "body": b"{}"})
+    return communicator
+
+
+async def answer(communicator: ApplicationCommunicator) -> tuple[int, dict[bytes, bytes], bytes]:
+    start = await communicator.receive_output(10)
+    body = await communicator.receive_output(10)
+    return start["status"], dict(start["headers"]), body["body"]
+
+
+@pytest.mark.asyncio
+@override_settings(HTTP_THREADS=1, HTTP_QUEUE_MAX=1)
+async def test_requests_beyond_threads_and_queue_get_503_with_retry_after_and_the_admitted_finish():
+    handler = PooledASGIHandler()
+    release = threading.Event()
+    served: list[str] = []
+
+    def slow_respond(scope: dict[str, Any], body_file: Any) -> HttpResponse:
+        release.wait(10)  # the view is busy (say, PostgreSQL is slow)
+        served.append(scope["path"])
+        return HttpResponse(b"done", status=201)
+
+    handler.respond = slow_respond  # type: ignore[method-assign]
+    rejected_before = http_busy_rejections.value
+    running = await start(handler)  # takes the one thread
+    await asyncio.sleep(0.2)
+    waiting = await start(handler)  # takes the one place in the queue
+    await asyncio.sleep(0.2)
+    turned_away = await start(handler)
+
+    status, headers, body = await answer(turned_away)
+    assert status == 503
+    assert headers[b"Retry-After"] == b"1"
+    assert json.loads(body)["errors"]["detail"]
+    assert served == []  # said at once, while the others were still being served
+    assert http_busy_rejections.value == rejected_before + 1
+
+    release.set()
+    assert (await answer(running))[0] == 201
+    assert (await answer(waiting))[0] == 201
+    later = await start(handler)  # room again
+    assert (await answer(later))[0] == 201
+    assert len(served) == 3
+    handler.executor.shutdown(wait=True)
