@@ -15,19 +15,22 @@ the pool). Streaming responses are sent from the loop as Django does and closed 
 pool afterwards.
 
 HTTP_THREADS requests run at once per process; up to HTTP_QUEUE_MAX more wait for a
-free thread. Each holds at most one database connection, so DB_POOL_MAX must leave
+free thread, for at most HTTP_QUEUE_TIMEOUT_S. Each holds at most one database connection, so DB_POOL_MAX must leave
 room for them and for the WebSocket consumers' thread (settings check it).
 
 Beyond that the process is overloaded, and it says so at once — 503 with Retry-After —
 instead of queueing without bound: a queue that grows answers every request too late
 (the partner's client times out and retries, the dashboards' pushes lag further
 behind), while a quick 503 lets a partner retry in a second and keeps the requests
-already admitted fast. The 503 changes nothing: the event was not taken, and
+already admitted fast. A request that waited longer than HTTP_QUEUE_TIMEOUT_S for a
+thread gets the same 503 when its turn comes (its client is about to give up, and
+serving it would only make the ones behind it late too). The 503 changes nothing: the event was not taken, and
 sending it again with the same external_id is safe (intake is idempotent).
 """
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -53,6 +56,7 @@ class PooledASGIHandler(ASGIHandler):
         self.executor = ThreadPoolExecutor(max_workers=settings.HTTP_THREADS, thread_name_prefix="http")
         self.admit_max = settings.HTTP_THREADS + settings.HTTP_QUEUE_MAX
         self.admitted = 0  # requests running or waiting for a thread (touched on the loop only)
+        self.queue_timeout_s = settings.HTTP_QUEUE_TIMEOUT_S
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -70,11 +74,12 @@ class PooledASGIHandler(ASGIHandler):
             await self.send_response(busy_response(), send)
             return
         self.admitted += 1
+        admitted_at = time.monotonic()
         try:
             # thread_sensitive=False with our executor: asgiref still carries the context
             # variables over and lets code in the thread reach the loop (async_to_sync).
             respond = sync_to_async(self.respond, thread_sensitive=False, executor=self.executor)
-            response = await respond(scope, body_file)
+            response = await respond(scope, body_file, admitted_at)
             try:
                 await self.send_response(response, send)
             finally:
@@ -84,8 +89,11 @@ class PooledASGIHandler(ASGIHandler):
             self.admitted -= 1
             body_file.close()
 
-    def respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
+    def respond(self, scope: dict[str, Any], body_file: Any, admitted_at: float) -> HttpResponseBase:
         """The whole of one request, synchronously, as under WSGI (runs in a pool thread)."""
+        if time.monotonic() - admitted_at > self.queue_timeout_s:
+            http_busy_rejections.inc()
+            return busy_response()
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, error_response = self.create_request(scope, body_file)

@@ -132,12 +132,12 @@ DB_POOL_MAX = int(os.environ.get("DB_POOL_MAX", "8"))
 # most one database connection (smartcity/http.py). The pool must also leave a
 # connection for the WebSocket consumers' thread and one for the relays' clip claims.
 HTTP_THREADS = int(os.environ.get("HTTP_THREADS", "6"))
-# Requests that may wait for a thread; more are answered 503 + Retry-After at once
-# (overload: a queue without bound would answer everyone too late). At ~100 events/s
-# per process, 200 waiting is about two seconds of work.
-HTTP_QUEUE_MAX = int(os.environ.get("HTTP_QUEUE_MAX", "200"))
-if HTTP_THREADS < 1 or HTTP_QUEUE_MAX < 0:
-    raise ImproperlyConfigured("HTTP_THREADS must be at least 1 and HTTP_QUEUE_MAX at least 0")
+# Requests that may wait for a thread, and for how long; beyond either they are answered
+# 503 + Retry-After (overload: a queue without bound answers everyone too late).
+HTTP_QUEUE_MAX = int(os.environ.get("HTTP_QUEUE_MAX", "64"))
+HTTP_QUEUE_TIMEOUT_S = float(os.environ.get("HTTP_QUEUE_TIMEOUT_S", "2"))
+if HTTP_THREADS < 1 or HTTP_QUEUE_MAX < 0 or HTTP_QUEUE_TIMEOUT_S <= 0:
+    raise ImproperlyConfigured("HTTP_THREADS must be ≥ 1, HTTP_QUEUE_MAX ≥ 0 and HTTP_QUEUE_TIMEOUT_S > 0")
 if 0 < DB_POOL_MAX < HTTP_THREADS + 2:
     raise ImproperlyConfigured(
         f"DB_POOL_MAX={DB_POOL_MAX} is too small for HTTP_THREADS={HTTP_THREADS}: "

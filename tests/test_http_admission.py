@@ -52,7 +52,7 @@ async def test_requests_beyond_threads_and_queue_get_503_with_retry_after_and_th
     release = threading.Event()
     served: list[str] = []
 
-    def slow_respond(scope: dict[str, Any], body_file: Any) -> HttpResponse:
+    def slow_respond(scope: dict[str, Any], body_file: Any, admitted_at: float) -> HttpResponse:
         release.wait(10)  # the view is busy (say, PostgreSQL is slow)
         served.append(scope["path"])
         return HttpResponse(b"done", status=201)
@@ -78,4 +78,29 @@ async def test_requests_beyond_threads_and_queue_get_503_with_retry_after_and_th
     later = await start(handler)  # room again
     assert (await answer(later))[0] == 201
     assert len(served) == 3
+    handler.executor.shutdown(wait=True)
+
+
+@pytest.mark.asyncio
+@override_settings(HTTP_THREADS=1, HTTP_QUEUE_MAX=5, HTTP_QUEUE_TIMEOUT_S=0.3)
+async def test_a_request_that_waited_too_long_for_a_thread_gets_503_instead_of_being_served_late():
+    handler = PooledASGIHandler()
+    release = threading.Event()
+    served: list[float] = []
+
+    def slow_view(request: Any) -> HttpResponse:
+        release.wait(10)
+        served.append(1)
+        return HttpResponse(b"done", status=201)
+
+    handler.get_response = slow_view  # type: ignore[method-assign]
+    running = await start(handler)
+    await asyncio.sleep(0.1)
+    stale = await start(handler)  # admitted, then waits longer than 0.3 s for the thread
+    await asyncio.sleep(0.6)
+    release.set()
+    assert (await answer(running))[0] == 201
+    status, headers, _ = await answer(stale)
+    assert status == 503 and headers[b"Retry-After"] == b"1"
+    assert len(served) == 1  # the stale one never reached the view
     handler.executor.shutdown(wait=True)
