@@ -36,6 +36,7 @@ from cameras.fmp4 import Fragment, InitSegment
 from cameras.models import Camera
 from cameras.sessions import user_group
 from partners.sharing import share_group
+from smartcity.consumers import DispatchWithoutDatabase
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class StatusMessage(TypedDict):
     state: str
 
 
-class LiveVideoConsumer(AsyncWebsocketConsumer):
+class LiveVideoConsumer(DispatchWithoutDatabase, AsyncWebsocketConsumer):
     camera: Camera | None = None
     upstream: relay.Upstream | None = None
     viewer: relay.ViewerQueue | None = None

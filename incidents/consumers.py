@@ -16,6 +16,7 @@ from incidents.realtime import (
     incident_payload,
 )
 from incidents.selectors import incidents_open, watched_center_ids
+from smartcity.consumers import DispatchWithoutDatabase
 from smartcity.metrics import operator_sockets
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -23,7 +24,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_RESYNC = 1012  # "service restart": come back and resync
 
 
-class OperatorConsumer(AsyncJsonWebsocketConsumer):
+class OperatorConsumer(DispatchWithoutDatabase, AsyncJsonWebsocketConsumer):
     groups_joined: list[str]
     counted = False
 

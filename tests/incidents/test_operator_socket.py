@@ -154,3 +154,32 @@ async def test_logout_everywhere_closes_the_open_dashboard_socket(two_centres):
 
     closed = await sock.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_push_reaches_the_dashboard_while_the_process_sync_thread_is_busy(two_centres):
+    # Channels would first queue a database tidy-up for every dispatched message in the
+    # process's one sync thread: a slow query anywhere there would hold every push back.
+    import json
+    import time
+
+    from channels.layers import get_channel_layer
+
+    from incidents.realtime import center_group
+
+    a, _ = two_centres
+    user = await database_sync_to_async(operator_of)(a, "op-a")
+    sock = await connect(user)
+    await sock.connect()
+    await sock.receive_json_from(timeout=5)
+    busy = asyncio.ensure_future(sync_to_async(time.sleep, thread_sensitive=True)(3))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await get_channel_layer().group_send(
+        center_group(a.pk), {"type": "push", "text": json.dumps({"type": "incident.updated", "incident": {}})}
+    )
+    message = await sock.receive_json_from(timeout=2)
+    assert message["type"] == "incident.updated"
+    assert time.monotonic() - started < 1.0
+    assert not busy.done()  # it really was busy all along
+    await busy
+    await sock.disconnect()
