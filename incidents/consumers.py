@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import weakref
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -15,7 +18,7 @@ from incidents.realtime import (
     center_group,
     incident_payload,
 )
-from incidents.selectors import incidents_open, watched_center_ids
+from incidents.selectors import incidents_open_at, watched_center_ids
 from smartcity.consumers import DispatchWithoutDatabase
 from smartcity.metrics import operator_sockets
 
@@ -33,7 +36,7 @@ class OperatorConsumer(DispatchWithoutDatabase, AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.groups_joined = await self.groups_for(user)
+        centers, self.groups_joined = await self.groups_for(user)
         if not self.groups_joined:
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -43,10 +46,11 @@ class OperatorConsumer(DispatchWithoutDatabase, AsyncJsonWebsocketConsumer):
         self.groups_joined.append(user_group(user.pk))
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
+        subscribed_at = time.monotonic()
         await self.accept()
         operator_sockets.inc()
         self.counted = True
-        await self.send_json(await self.snapshot(user))
+        await self.send_json(await snapshot_shared(centers, subscribed_at=subscribed_at))
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "counted", False):
@@ -72,17 +76,67 @@ class OperatorConsumer(DispatchWithoutDatabase, AsyncJsonWebsocketConsumer):
         await self.close(code=CLOSE_RESYNC)
 
     @database_sync_to_async
-    def groups_for(self, user: Any) -> list[str]:
+    def groups_for(self, user: Any) -> tuple[list[int] | None, list[str]]:
+        """The centres the user watches (None: all) and the groups that carries."""
         centers = watched_center_ids(user)
         if centers is None:
-            return [
+            return None, [
                 ALL_CENTERS_GROUP,
                 *(center_group(pk) for pk in Center.objects.values_list("pk", flat=True)),
             ]
         # Supervisors get escalations through their centre's group like everyone there:
         # a centre's messages never reach another centre's screens.
-        return [center_group(center_id) for center_id in centers]
+        return centers, [center_group(center_id) for center_id in centers]
 
-    @database_sync_to_async
-    def snapshot(self, user: Any) -> SnapshotMessage:
-        return {"type": "snapshot", "incidents": [incident_payload(i) for i in incidents_open(user)[:200]]}
+
+def snapshot_of(centers: list[int] | None) -> SnapshotMessage:
+    return {"type": "snapshot", "incidents": [incident_payload(i) for i in incidents_open_at(centers)[:200]]}
+
+
+class SnapshotRun:
+    """One read of a snapshot: when it began reading (None: still queued), and its result."""
+
+    def __init__(self, centers: list[int] | None) -> None:
+        self.began: float | None = None
+        self.future: asyncio.Future[SnapshotMessage] = asyncio.ensure_future(
+            database_sync_to_async(self.read)(centers)
+        )
+
+    def read(self, centers: list[int] | None) -> SnapshotMessage:
+        self.began = time.monotonic()  # in the sync thread, just before the queries
+        return snapshot_of(centers)
+
+    def serves(self, subscribed_at: float) -> bool:
+        """Whether a socket subscribed at `subscribed_at` may take this read's result."""
+        if run_failed(self.future):
+            return False
+        began = self.began
+        return began is None or began >= subscribed_at  # queued reads begin later still
+
+
+# Per event loop: for each set of centres, the latest snapshot read.
+_SNAPSHOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, SnapshotRun]]
+_SNAPSHOTS = weakref.WeakKeyDictionary()
+
+
+async def snapshot_shared(centers: list[int] | None, *, subscribed_at: float) -> SnapshotMessage:
+    """The open incidents of these centres, read after `subscribed_at`; shared between sockets.
+
+    When a control room's dashboards all reconnect at once (a restart, a Redis blip),
+    each used to read the same snapshot in turn through the process's one sync thread:
+    100 dashboards took ~13 s. A socket may instead take the result of a read of the
+    same centres that began *after this socket had subscribed* (or is still queued) —
+    whatever committed before that read is in it, whatever commits later is pushed to
+    this socket — so nothing is missed, and a storm of reconnections reads a few
+    snapshots instead of one each.
+    """
+    runs = _SNAPSHOTS.setdefault(asyncio.get_running_loop(), {})
+    key = None if centers is None else tuple(sorted(centers))
+    run = runs.get(key)
+    if run is None or not run.serves(subscribed_at):
+        run = runs[key] = SnapshotRun(centers)
+    return await asyncio.shield(run.future)  # a socket that leaves cancels only its own wait
+
+
+def run_failed(future: asyncio.Future[Any]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)

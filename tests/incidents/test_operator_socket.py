@@ -183,3 +183,68 @@ async def test_a_push_reaches_the_dashboard_while_the_process_sync_thread_is_bus
     assert not busy.done()  # it really was busy all along
     await busy
     await sock.disconnect()
+
+
+async def test_dashboards_reconnecting_at_once_share_snapshots_and_each_sees_the_queue(
+    two_centres, monkeypatch
+):
+    from incidents import consumers
+
+    a, _ = two_centres
+    mine = await database_sync_to_async(incident_at)(a)
+    users = [await database_sync_to_async(operator_of)(a, f"op-{n}") for n in range(8)]
+    reads = []
+    real = consumers.snapshot_of
+
+    def counted(centers):
+        reads.append(centers)
+        return real(centers)
+
+    monkeypatch.setattr(consumers, "snapshot_of", counted)
+    socks = [await connect(user) for user in users]
+    await asyncio.gather(*(sock.connect() for sock in socks))
+    snapshots = await asyncio.gather(*(sock.receive_json_from(timeout=10) for sock in socks))
+
+    assert all([i["id"] for i in snap["incidents"]] == [mine.pk] for snap in snapshots)
+    assert 1 <= len(reads) < len(socks), reads  # shared, not one read per dashboard
+    for sock in socks:
+        await sock.disconnect()
+
+
+async def test_a_snapshot_read_is_shared_only_with_sockets_subscribed_before_it_began(monkeypatch):
+    import threading
+    import time
+
+    from incidents import consumers
+
+    began = threading.Event()
+    release = threading.Event()
+    reads = []
+
+    def slow_read(centers):
+        reads.append(centers)
+        number = len(reads)
+        began.set()
+        release.wait(10)
+        return {"type": "snapshot", "incidents": [number]}
+
+    monkeypatch.setattr(consumers, "snapshot_of", slow_read)
+    early = time.monotonic()
+    first = asyncio.ensure_future(consumers.snapshot_shared([1], subscribed_at=early))
+    await asyncio.to_thread(began.wait, 10)  # the read has begun
+    shared = asyncio.ensure_future(
+        consumers.snapshot_shared([1], subscribed_at=early)
+    )  # subscribed before: shares
+    await asyncio.sleep(0)
+    late = asyncio.ensure_future(
+        consumers.snapshot_shared([1], subscribed_at=time.monotonic())
+    )  # after: a new read
+    await asyncio.sleep(0)
+    also_late = asyncio.ensure_future(
+        consumers.snapshot_shared([1], subscribed_at=time.monotonic())
+    )  # joins the queued one
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(first, shared, late, also_late)
+    assert [r["incidents"] for r in results] == [[1], [1], [2], [2]]
+    assert len(reads) == 2
