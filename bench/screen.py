@@ -82,6 +82,7 @@ def run() -> list[Figure]:
             f"{SOCKETS} operator sockets ({SOCKETS // SERVERS} per process); POSTs open loop, "
             f"alternating ports; {WARMUP_S:.0f} s warm-up + {DURATION_S:.0f} s measured per rate",
         )
+        storm_s = asyncio.run(reconnect_storm(servers[0], cookies[::SERVERS]))  # on quiet servers
         phases = asyncio.run(measure(servers, cookies, intake.intake_request(key)))
 
     figures: list[Figure] = []
@@ -101,6 +102,11 @@ def run() -> list[Figure]:
     figures += [
         Figure("screen missed deliveries", sum(p.missed_events for p in phases), "", Target("<=", 0)),
         Figure("screen POST errors", sum(p.post.error_count for p in phases), "", Target("<=", 0)),
+        Figure(
+            f"reconnect storm: {SOCKETS // SERVERS} dashboards of one process at once, all snapshots",
+            storm_s,
+            "s",
+        ),
     ]
     report("targets judged on", f"2 Daphne processes, {SOCKETS} sockets, deadline {DEADLINE_S:.0f} s")
     for figure in figures:
@@ -114,6 +120,31 @@ class LatencyFigure(Figure):
 
     def shown(self) -> str:
         return super().shown() if math.isfinite(self.value) else "none delivered"
+
+
+async def reconnect_storm(server: Server, cookies: list[str]) -> float:
+    """Seconds until every one of these dashboards, connecting to `server` all at once, has its snapshot.
+
+    What a control room sees after a restart or a Redis blip: every dashboard comes
+    back at the same moment. Their snapshot reads are shared (incidents/consumers.py).
+    """
+    async with aiohttp.ClientSession() as http:
+
+        async def one(cookie: str) -> aiohttp.ClientWebSocketResponse:
+            headers = {"Origin": server.base_url, "Cookie": cookie}
+            ws = await http.ws_connect(f"{server.base_url}/ws/operator/", headers=headers, max_msg_size=0)
+            message = await ws.receive(timeout=SNAPSHOT_TIMEOUT_S)
+            if message.type is not aiohttp.WSMsgType.TEXT or not message.data.startswith(
+                '{"type": "snapshot"'
+            ):
+                raise RuntimeError(f"reconnect storm: no snapshot but {message.type}")
+            return ws
+
+        started = time.perf_counter()
+        sockets = await asyncio.gather(*(one(cookie) for cookie in cookies))
+        took = time.perf_counter() - started
+        await close_sockets(list(sockets), [])
+    return took
 
 
 def analyze_incident_tables() -> None:
