@@ -108,15 +108,17 @@ class SnapshotRun:
 
     def serves(self, subscribed_at: float) -> bool:
         """Whether a socket subscribed at `subscribed_at` may take this read's result."""
-        if run_failed(self.future):
-            return False
+        future = self.future
+        if future.done() and (future.cancelled() or future.exception() is not None):
+            return False  # a failed read is read again
         began = self.began
         return began is None or began >= subscribed_at  # queued reads begin later still
 
 
 # Per event loop: for each set of centres, the latest snapshot read.
-_SNAPSHOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, SnapshotRun]]
-_SNAPSHOTS = weakref.WeakKeyDictionary()
+_SNAPSHOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, SnapshotRun]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def snapshot_shared(centers: list[int] | None, *, subscribed_at: float) -> SnapshotMessage:
@@ -136,7 +138,3 @@ async def snapshot_shared(centers: list[int] | None, *, subscribed_at: float) ->
     if run is None or not run.serves(subscribed_at):
         run = runs[key] = SnapshotRun(centers)
     return await asyncio.shield(run.future)  # a socket that leaves cancels only its own wait
-
-
-def run_failed(future: asyncio.Future[Any]) -> bool:
-    return future.done() and (future.cancelled() or future.exception() is not None)

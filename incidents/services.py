@@ -63,11 +63,10 @@ def incident_cameras_rank(*, incident: Incident, fresh: bool = False) -> list[In
     )
     if not fresh:
         IncidentCamera.objects.filter(incident=incident).delete()
-    ids = rows_insert(
-        RANKED_CAMERAS_INSERT,
-        [incident.pk, [near.camera.pk for near in nearby], [near.distance_m for near in nearby]],
-        returning=bool(nearby),
-    )
+    ids: list[tuple[Any, ...]] = []
+    if nearby:
+        camera_ids, distances = [near.camera.pk for near in nearby], [near.distance_m for near in nearby]
+        ids = rows_insert(RANKED_CAMERAS_INSERT, [incident.pk, camera_ids, distances], returning=True)
     ranked = [
         IncidentCamera(id=pk, incident=incident, camera=near.camera, rank=rank, distance_m=near.distance_m)
         for (pk, rank), near in zip(sorted(ids, key=lambda row: row[1]), nearby, strict=True)

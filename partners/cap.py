@@ -38,7 +38,7 @@ from incidents.services import (
     incident_location_add,
 )
 from partners.models import CapEventMapping, Partner
-from partners.selectors import allowed_event_type
+from partners.sharing import agreements_of, allows_type_on
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 NS = {"cap": CAP_NS}
@@ -244,7 +244,8 @@ def event_type_for(*, partner: Partner, event: str, categories: list[str]) -> st
     chosen = next(iter(by_category + [m for m in mappings if not m.cap_category]), None)
     if chosen is None:
         raise CapTypeNotAllowed(f"no CAP mapping for event {event[:120]!r} ({', '.join(categories)})")
-    if allowed_event_type(partner_id=partner.pk, event_type=chosen.event_type) is None:
+    agreements = agreements_of(partner_id=partner.pk, event_type=chosen.event_type)
+    if not allows_type_on(agreements, timezone.localdate()):
         raise CapTypeNotAllowed(f"event type {chosen.event_type} is not allowed by a valid agreement")
     return chosen.event_type
 

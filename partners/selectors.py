@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import ipaddress
@@ -12,7 +11,7 @@ from django.db import connection
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from partners.models import Agreement, AgreementEventType, ApiKey, Partner, Share, ShareCamera
+from partners.models import Agreement, ApiKey, Partner, Share, ShareCamera
 
 KEY_SCHEME = "scn"
 
@@ -73,20 +72,6 @@ def api_key_check(*, raw: str) -> ApiKey | None:
     if key.revoked_at is not None or not key.partner.is_active:
         return None
     return key
-
-
-def allowed_event_type(
-    *, partner_id: int, event_type: str, on: dt.date | None = None
-) -> AgreementEventType | None:
-    """The partner's agreement entry that allows `event_type` on day `on` (today), if any."""
-    day = on or timezone.localdate()
-    return (
-        AgreementEventType.objects.select_related("agreement")
-        .filter(agreement__partner_id=partner_id, event_type=event_type, agreement__valid_from__lte=day)
-        .exclude(agreement__valid_to__lt=day)
-        .order_by("-agreement__valid_from")
-        .first()
-    )
 
 
 def shares_active(*, incident_id: int, partner_id: int) -> QuerySet[Share]:

@@ -15,8 +15,9 @@ the pool). Streaming responses are sent from the loop as Django does and closed 
 pool afterwards.
 
 HTTP_THREADS requests run at once per process; up to HTTP_QUEUE_MAX more wait for a
-free thread, for at most HTTP_QUEUE_TIMEOUT_S. Each holds at most one database connection, so DB_POOL_MAX must leave
-room for them and for the WebSocket consumers' thread (settings check it).
+free thread, for at most HTTP_QUEUE_TIMEOUT_S. Each holds at most one database
+connection, so DB_POOL_MAX must leave room for them and for the WebSocket consumers'
+thread (settings check it).
 
 Beyond that the process is overloaded, and it says so at once — 503 with Retry-After —
 instead of queueing without bound: a queue that grows answers every request too late
@@ -24,8 +25,9 @@ instead of queueing without bound: a queue that grows answers every request too 
 behind), while a quick 503 lets a partner retry in a second and keeps the requests
 already admitted fast. A request that waited longer than HTTP_QUEUE_TIMEOUT_S for a
 thread gets the same 503 when its turn comes (its client is about to give up, and
-serving it would only make the ones behind it late too). The 503 changes nothing: the event was not taken, and
-sending it again with the same external_id is safe (intake is idempotent).
+serving it would only make the ones behind it late too). The 503 changes nothing: the
+event was not taken, and sending it again with the same external_id is safe (intake is
+idempotent).
 """
 
 from __future__ import annotations
