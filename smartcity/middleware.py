@@ -168,7 +168,7 @@ class DatabaseUnavailableMiddleware(BothModesMiddleware):
     A partner's system retries a 503 after `Retry-After` and knows nothing was stored;
     a 500 reads as "your request is broken". (Deadlocks and serialization failures are
     OperationalErrors too, and a retry is the right answer to them as well.) The pool
-    replaces its dead connections by itself (CONN_HEALTH_CHECKS, `reconnect_timeout` in
+    replaces its dead connections by itself (smartcity/dbpool.py, `reconnect_timeout` in
     settings), so requests succeed again as soon as the database is back, no restart.
     """
 

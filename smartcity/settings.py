@@ -122,7 +122,8 @@ TEMPLATES = [
 # PostGIS is required: the spatial selectors rely on KNN (<->) and geography dwithin.
 DATABASE_URL = env_secret("DATABASE_URL", "postgis://postgres@127.0.0.1:5432/smartcity")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
-DATABASES["default"]["ENGINE"] = "django.contrib.gis.db.backends.postgis"
+# PostGIS, with a cheaper check of pooled connections (smartcity/dbbackend/base.py).
+DATABASES["default"]["ENGINE"] = "smartcity.dbbackend"
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 # Under Daphne every sync view may run on a different thread, and persistent
 # per-thread connections pile up until PostgreSQL refuses more clients. A small pool
@@ -155,10 +156,9 @@ if DB_POOL_MAX > 0:
         # seconds lets the next request start a fresh attempt at once.
         "reconnect_timeout": 5,
     }
-    # After a PostgreSQL restart every pooled connection is dead. With health checks the
-    # pool tries each one as it lends it out (an empty query, one local round trip) and
-    # replaces it at once, instead of failing one request per stale connection.
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # After a PostgreSQL restart every pooled connection is dead: the pool checks each one
+    # as it lends it out and replaces it at once, instead of failing one request per stale
+    # connection (the check is smartcity/dbbackend's: no round trip for a healthy one).
 
 REDIS_URL = env_secret("REDIS_URL", "redis://127.0.0.1:6379/0")
 
