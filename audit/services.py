@@ -4,6 +4,14 @@ Every entry's hash covers its own content and the previous entry's hash, so chan
 removing or reordering any entry breaks the chain from there on (`audit_verify`).
 Writers are serialised by a transaction-scoped advisory lock: two transactions can
 never both append after the same entry, and the lock is released at commit/rollback.
+
+Every writer waits for the lock's holder, so nothing slow may happen while it is held.
+An entry's canonical bytes are built before the lock with a gap where the previous
+hash goes; PostgreSQL fills the gap and hashes (`sha256`) in the INSERT itself, so the
+lock, the look-up of the chain's head and the inserts are one round trip with no
+Python in between — and an intake sends its COMMIT in that same round trip too
+(`audited_transaction`). Under load the holder's Python had to win back the GIL after
+each step while the lock was held, and requests queued on the lock.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditEntry
+from smartcity.sql import Statement, statements_joined, statements_run, writes_deferred
 
 GENESIS_HASH = "0" * 64
 CHAIN_LOCK_KEY = 0x5AFE_7E7  # any constant shared by every writer
@@ -118,14 +127,31 @@ _deferred: ContextVar[list[AuditEntry] | None] = ContextVar("audit_deferred", de
 
 
 @contextlib.contextmanager
-def audit_deferred() -> Iterator[None]:
+def audited_transaction() -> Iterator[None]:
+    """`transaction.atomic()` whose audit entries and deferred inserts are written at its end.
+
+    When it is the outermost block, its COMMIT goes in the same round trip as the chain
+    append, so the chain's lock is released without waiting for this thread again
+    (Django's own commit then finds the transaction committed and only runs the
+    on_commit hooks). Nested in another transaction, it commits with that one as usual.
+    """
+    outermost = not connection.in_atomic_block
+    with transaction.atomic(), audit_deferred(commit=outermost):
+        yield
+
+
+@contextlib.contextmanager
+def audit_deferred(*, commit: bool = False) -> Iterator[None]:
     """Write the block's audit entries together at its end, still inside its transaction.
 
     Every writer holds the chain lock from its append until its commit, so the append
     should come last and be one statement: an intake that audits the incident and its
-    share takes the lock once, just before committing, instead of early and twice. If the
+    share takes the lock once, just before committing, instead of early and twice. The
+    block also defers the inserts nobody reads before the commit (`smartcity.sql.
+    writes_deferred`): they go in the same round trip as the lock, ahead of it. If the
     block raises, nothing is written (and the transaction rolls back anyway). Nested
-    blocks join the outermost one.
+    blocks join the outermost one. `commit`: the append also commits the transaction
+    (only for `audited_transaction`, which knows the block ends it).
     """
     if _deferred.get() is not None:
         yield
@@ -135,10 +161,14 @@ def audit_deferred() -> Iterator[None]:
     pending: list[AuditEntry] = []
     token = _deferred.set(pending)
     try:
-        yield
+        with writes_deferred() as writes:
+            yield
     finally:
         _deferred.reset(token)
-    chain_append(pending)
+    if pending:
+        chain_append(pending, before=writes, commit=commit)
+    else:
+        statements_run(writes)
 
 
 @dataclass(frozen=True)
@@ -181,61 +211,92 @@ def entry_new(item: PendingEntry, *, at: dt.datetime) -> AuditEntry:
     )
 
 
-def chain_append(entries: list[AuditEntry], *, ids: bool = True) -> list[AuditEntry]:
+def chain_append(
+    entries: list[AuditEntry],
+    *,
+    ids: bool = True,
+    before: list[Statement] | None = None,
+    commit: bool = False,
+) -> list[AuditEntry]:
     """Link `entries` after the chain's last entry and insert them, in order.
 
     The advisory lock serialises writers until their commit: no two transactions can
     both append after the same entry. It is taken in a statement of its own, so the
-    look-up of the last hash that follows sees whatever the previous holder committed.
-    `ids=False`: one COPY, and the entries' ids are not read back (bulk writers).
+    look-up of the last hash in the statements that follow sees whatever the previous
+    holder committed. With `ids` (every writer but the bulk ones) PostgreSQL links and
+    hashes the entries in their INSERTs, in the lock's round trip; `before`: the
+    transaction's deferred inserts, sent ahead of the lock in it; `commit`: the
+    transaction's COMMIT, sent after the inserts in it.
+    `ids=False`: one COPY, hashed here, and the entries' ids are not read back (bulk writers).
     """
     if not entries:
         return []
+    if ids:
+        return entries_append_sealed(entries, before=before or [], commit=commit)
     with transaction.atomic(savepoint=False):
         with connection.cursor() as cursor:
-            # Two statements, one round trip (Django's default client-side binding sends
-            # them as one query): every writer holds the lock until it commits, so each
-            # round trip inside it is one more wait for everybody else. Each statement
-            # takes its own snapshot, so the look-up still sees the previous holder's commit.
-            cursor.execute(CHAIN_HEAD_SQL, [CHAIN_LOCK_KEY])
-            cursor.nextset()
+            sql, params = statements_joined([*(before or []), (CHAIN_HEAD_SQL, [CHAIN_LOCK_KEY])])
+            cursor.execute(sql, params)
+            for _ in range(len(before or []) + 1):  # the inserts' results, then the lock's
+                cursor.nextset()
             last = cursor.fetchone()
         previous = last[0] if last else GENESIS_HASH
         for entry in entries:
             entry.prev_hash = previous
             entry.hash = previous = entry_hash(entry)
-        if not ids:
-            entries_copy(entries)
-        else:
-            entries_insert(entries)
+        entries_copy(entries)
         return entries
 
 
-CHAIN_HEAD_SQL = (
-    "SELECT pg_advisory_xact_lock(%s); SELECT hash FROM audit_auditentry ORDER BY id DESC LIMIT 1"
-)
-INSERT_BATCH = 1000
-INSERT_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s)"
-
-
-def entries_insert(entries: list[AuditEntry]) -> None:
-    """INSERT the entries in list order and give them their ids (which follow the chain's order).
-
-    Written out rather than bulk_create: this runs under the chain lock on every
-    partner event, where composing the ORM's statement cost more than running it.
-    """
-    columns = ", ".join(COPY_COLUMNS)
-    for start in range(0, len(entries), INSERT_BATCH):
-        batch = entries[start : start + INSERT_BATCH]
-        rows = ", ".join([INSERT_ROW] * len(batch))
-        sql = f"INSERT INTO audit_auditentry ({columns}) VALUES {rows} RETURNING id"  # noqa: S608 — fixed columns
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [value for entry in batch for value in entry_row(entry)])
-            ids = [row[0] for row in cursor.fetchall()]
-        for entry, pk in zip(batch, ids, strict=True):
-            entry.pk = pk
+def entries_append_sealed(
+    entries: list[AuditEntry], *, before: list[Statement], commit: bool
+) -> list[AuditEntry]:
+    """Lock, link, hash and insert `entries` in one round trip; PostgreSQL fills in the hashes."""
+    statements = [*before, (CHAIN_LOCK_SQL, [CHAIN_LOCK_KEY])]
+    for entry in entries:
+        head, tail = canonical_around_prev_hash(entry)
+        statements.append((ENTRY_APPEND_SQL, [*entry_row(entry)[:-2], head, tail, GENESIS_HASH]))
+    if commit:
+        statements.append(("COMMIT", []))
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(*statements_joined(statements))
+        for _ in range(len(before) + 1):  # the deferred inserts' results, then the lock's
+            cursor.nextset()
+        for entry in entries:
+            row = cursor.fetchone()
+            assert row is not None  # INSERT … RETURNING of one row
+            entry.pk, entry.prev_hash, entry.hash = row
             entry._state.adding = False
             entry._state.db = connection.alias
+            cursor.nextset()
+    return entries
+
+
+def canonical_around_prev_hash(entry: AuditEntry) -> tuple[bytes, bytes]:
+    """An entry's canonical bytes split where its `prev_hash` goes: before + prev_hash + after.
+
+    Keys are sorted, so the top-level `"prev_hash":""` is the last one in the text (a
+    key of that name inside `details` comes earlier; `request_id` and `user` come after,
+    and a JSON string cannot contain an unescaped `"` to fake one).
+    """
+    whole = canonical_fields(
+        at=entry.at,
+        action=entry.action,
+        actor=entry.actor,
+        user_id=entry.user_id,
+        partner_id=entry.partner_id,
+        object_type=entry.object_type,
+        object_id=entry.object_id,
+        details=entry.details,
+        request_id=entry.request_id,
+        prev_hash="",
+    )
+    gap = whole.rindex(b'"prev_hash":""') + len(b'"prev_hash":"')
+    return whole[:gap], whole[gap:]
+
+
+CHAIN_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
+CHAIN_HEAD_SQL = CHAIN_LOCK_SQL + "; SELECT hash FROM audit_auditentry ORDER BY id DESC LIMIT 1"  # noqa: S608
 
 
 def entry_row(entry: AuditEntry) -> tuple[Any, ...]:
@@ -268,6 +329,18 @@ COPY_COLUMNS = (
     "prev_hash",
     "hash",
 )
+
+
+# One entry appended after the chain's head as PostgreSQL sees it in this statement (the
+# previous holder's commit, or this transaction's previous INSERT), hashed exactly as
+# `entry_hash` would: sha256 over the canonical bytes with the previous hash in the gap.
+ENTRY_APPEND_SQL = f"""
+INSERT INTO audit_auditentry ({", ".join(COPY_COLUMNS)})
+SELECT %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, head.hash,
+       encode(sha256(%s::bytea || convert_to(head.hash, 'UTF8') || %s::bytea), 'hex')
+FROM (SELECT coalesce((SELECT hash FROM audit_auditentry ORDER BY id DESC LIMIT 1), %s) AS hash) AS head
+RETURNING id, prev_hash, hash
+"""  # noqa: S608 — fixed columns
 
 
 def entries_copy(entries: list[AuditEntry]) -> None:

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.gis.geos import Point
 from django.db import IntegrityError, transaction
 
-from audit.services import audit_deferred, audit_record
+from audit.services import audit_record, audited_transaction
 from cameras.selectors import cameras_nearest, center_for_point, make_point
 from incidents.catalogue import EVENT_TYPES
 from incidents.models import (
@@ -32,7 +32,7 @@ from incidents.selectors import incident_ranked_cameras_remember
 from incidents.timeline import timeline_add
 from partners.models import Agreement, Partner
 from partners.sharing import shares_end_for_incident, shares_follow, shares_on_intake
-from smartcity.sql import rows_insert
+from smartcity.sql import rows_insert_soon
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,15 @@ def incident_cameras_rank(*, incident: Incident, fresh: bool = False) -> list[In
     )
     if not fresh:
         IncidentCamera.objects.filter(incident=incident).delete()
-    ids: list[tuple[Any, ...]] = []
-    if nearby:
-        camera_ids, distances = [near.camera.pk for near in nearby], [near.distance_m for near in nearby]
-        ids = rows_insert(RANKED_CAMERAS_INSERT, [incident.pk, camera_ids, distances], returning=True)
     ranked = [
-        IncidentCamera(id=pk, incident=incident, camera=near.camera, rank=rank, distance_m=near.distance_m)
-        for (pk, rank), near in zip(sorted(ids, key=lambda row: row[1]), nearby, strict=True)
+        IncidentCamera(incident=incident, camera=near.camera, rank=rank, distance_m=near.distance_m)
+        for rank, near in enumerate(nearby, start=1)
     ]
+    if ranked:
+        # Nobody reads these rows before the commit (the 201 and the push are built from
+        # `ranked`): at intake they go with the transaction's other deferred inserts.
+        camera_ids, distances = [near.camera.pk for near in nearby], [near.distance_m for near in nearby]
+        rows_insert_soon(RANKED_CAMERAS_INSERT, [incident.pk, camera_ids, distances])
     incident_ranked_cameras_remember(incident=incident, ranked=ranked)
     return ranked
 
@@ -81,7 +82,6 @@ RANKED_CAMERAS_INSERT = """
 INSERT INTO incidents_incidentcamera (incident_id, camera_id, rank, distance_m)
 SELECT %s, camera_id, rank, distance_m
 FROM unnest(%s::bigint[], %s::float8[]) WITH ORDINALITY AS ranked (camera_id, distance_m, rank)
-RETURNING id, rank
 """
 
 
@@ -97,7 +97,7 @@ def incident_intake(
     # No look-up first: the insert itself tells a repeat (one query fewer for every new
     # event, which is nearly every event).
     try:
-        with transaction.atomic(), audit_deferred():
+        with audited_transaction():
             incident = incident_create(
                 partner=partner, event=event, request_id=request_id, agreements=agreements
             )

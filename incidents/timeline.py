@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from smartcity.sql import rows_insert
+from smartcity.sql import rows_insert_soon
 
 # As TimelineEntry.objects.create(...) would write it (`at` is auto_now_add).
 TIMELINE_INSERT = """
@@ -14,5 +14,5 @@ VALUES (%s, %s, %s, %s, %s, %s)
 
 
 def timeline_add(*, incident_id: int, kind: str, actor: str, text: str, partner_visible: bool = True) -> None:
-    """Append an entry to an incident's timeline, in the caller's transaction."""
-    rows_insert(TIMELINE_INSERT, [incident_id, timezone.now(), kind, actor, text, partner_visible])
+    """Append an entry to an incident's timeline, in the caller's transaction (maybe deferred)."""
+    rows_insert_soon(TIMELINE_INSERT, [incident_id, timezone.now(), kind, actor, text, partner_visible])

@@ -43,7 +43,7 @@ from incidents.realtime import ShareMessage, SharePayload, group_of, group_send
 from incidents.timeline import timeline_add
 from partners.models import Agreement, Partner, Share, ShareCamera
 from partners.webhooks import VIEWER_URL_PENDING, webhook_enqueue
-from smartcity.sql import rows_insert
+from smartcity.sql import rows_insert_soon
 
 log = logging.getLogger(__name__)
 
@@ -455,7 +455,7 @@ def share_cameras_set(*, share: Share, camera_ids: list[int], fresh: bool = Fals
     if not fresh:
         ShareCamera.objects.filter(share=share).delete()
     if camera_ids:
-        rows_insert(SHARE_CAMERAS_INSERT, [share.pk, camera_ids])
+        rows_insert_soon(SHARE_CAMERAS_INSERT, [share.pk, camera_ids])
     return camera_ids
 
 

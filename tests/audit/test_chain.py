@@ -251,3 +251,28 @@ def test_deferring_outside_a_transaction_is_refused(transactional_db):
 
     with pytest.raises(RuntimeError), audit_deferred():
         pass
+
+
+@pytest.mark.parametrize(
+    "details, request_id",
+    [
+        ({"prev_hash": "", "x": '"prev_hash":""'}, 'r"prev_hash":""'),
+        ({"파일": "clip.mp4", "sha256": "a" * 64, "emoji": "🚨", "ctl": "\x01\n\t"}, ""),
+        ({"nested": {"prev_hash": "0" * 64}, "float": 1e-7, "big": 2**62}, "req-\\"),
+    ],
+)
+def test_postgresql_hashes_each_entry_exactly_as_the_verifier_does(db, details, request_id):
+    # PostgreSQL fills in the previous hash and hashes the bytes built here; any
+    # difference from Python's canonical form would break the chain at this entry.
+    written = [
+        audit_record(action="test.hash", actor="test", details=details, request_id=request_id),
+        audit_record(action="test.hash", actor="test", details={}, request_id=request_id),
+    ]
+
+    report = audit_chain_verify()
+
+    assert report.intact, report.problem
+    assert written[1].prev_hash == written[0].hash
+    assert [entry.hash for entry in written] == list(
+        AuditEntry.objects.order_by("id").values_list("hash", flat=True)
+    )[-2:]
