@@ -9,19 +9,15 @@ all of them), `centers.all` for incidents no centre covers.
 from __future__ import annotations
 
 import json
-import logging
 from typing import Literal, TypedDict
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 
 from cameras.selectors import camera_has_stream, camera_position
 from incidents.catalogue import EVENT_TYPES
 from incidents.models import Incident, IncidentCamera, LocationFix
 from incidents.selectors import incident_ranked_cameras, incident_track
-
-log = logging.getLogger(__name__)
+from smartcity.publisher import channel_send
 
 ALL_CENTERS_GROUP = "centers.all"
 
@@ -187,15 +183,9 @@ def group_send(groups: list[str], message: object) -> None:
     A centre's fifty dashboards would otherwise each encode the same incident again in
     their consumer; the consumer forwards this text as it is.
     """
-    layer = get_channel_layer()
-    if layer is None:
-        return
     text = json.dumps(message)
     for group in groups:
-        try:
-            async_to_sync(layer.group_send)(group, {"type": "push", "text": text})
-        except Exception:  # Redis away: the incident is stored; dashboards resync on reconnect.
-            log.warning("push to %s failed; dashboards will resync", group, exc_info=True)
+        channel_send(group, {"type": "push", "text": text})
 
 
 def incident_publish(event: EventName, incident_id: int) -> None:

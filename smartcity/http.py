@@ -32,6 +32,7 @@ idempotent).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -46,6 +47,7 @@ from django.http import FileResponse, HttpResponseBase, JsonResponse
 from django.urls import set_script_prefix
 
 from smartcity.metrics import http_busy_rejections
+from smartcity.publisher import publisher_bind
 
 
 class PooledASGIHandler(ASGIHandler):
@@ -66,6 +68,7 @@ class PooledASGIHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        publisher_bind(asyncio.get_running_loop())  # this request's pushes go through this loop
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:

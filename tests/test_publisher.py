@@ -1,0 +1,81 @@
+"""Pushes from request threads: handed to the serving loop, sent in order, never blocking on Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from channels.layers import get_channel_layer
+
+from smartcity import publisher
+
+
+@pytest.fixture
+def bound_publisher():
+    yield
+    publisher._publisher = None  # the next test's loop is another one
+
+
+@pytest.mark.asyncio
+async def test_pushes_from_a_request_thread_arrive_in_the_order_they_were_made(bound_publisher):
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("test.publisher", channel)
+    publisher.publisher_bind(asyncio.get_running_loop())
+
+    def request_thread() -> None:
+        for n in range(20):
+            publisher.channel_send("test.publisher", {"type": "push", "text": str(n)})
+
+    await asyncio.to_thread(request_thread)
+
+    received = [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(20)]
+    assert [message["text"] for message in received] == [str(n) for n in range(20)]
+    await layer.group_discard("test.publisher", channel)
+
+
+@pytest.mark.asyncio
+async def test_a_request_thread_does_not_wait_for_a_slow_or_failing_redis(
+    bound_publisher, monkeypatch, caplog
+):
+    layer = get_channel_layer()
+    sent: list[str] = []
+
+    async def slow_then_failing(group: str, message: dict) -> None:
+        await asyncio.sleep(0.5)
+        sent.append(message["text"])
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr(layer, "group_send", slow_then_failing)
+    publisher.publisher_bind(asyncio.get_running_loop())
+
+    def request_thread() -> float:
+        started = time.monotonic()
+        publisher.channel_send("test.publisher", {"type": "push", "text": "a"})
+        publisher.channel_send("test.publisher", {"type": "push", "text": "b"})
+        return time.monotonic() - started
+
+    took = await asyncio.to_thread(request_thread)
+    assert took < 0.2, "the thread went on without waiting for Redis"
+    for _ in range(40):
+        if len(sent) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert sent == ["a", "b"], "a failed push does not stop the ones behind it"
+    assert "push to test.publisher failed" in caplog.text
+
+
+def test_without_a_serving_loop_a_push_is_sent_at_once(monkeypatch):
+    layer = get_channel_layer()
+    sent: list[tuple[str, dict]] = []
+
+    async def record(group: str, message: dict) -> None:
+        sent.append((group, message))
+
+    monkeypatch.setattr(layer, "group_send", record)
+    publisher._publisher = None
+
+    publisher.channel_send("test.publisher", {"type": "push", "text": "now"})
+
+    assert sent == [("test.publisher", {"type": "push", "text": "now"})]
