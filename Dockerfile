@@ -16,4 +16,4 @@ RUN SECRET_KEY=build-only DEBUG=false python manage.py collectstatic --noinput -
 USER safenet
 EXPOSE 8000
 # No access log: share links carry their token in the path (nginx logs the rest).
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "--access-log", "/dev/null", "smartcity.asgi:application"]
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "-v", "0", "smartcity.asgi:application"]

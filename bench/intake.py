@@ -172,7 +172,8 @@ class Server:
         LOG_DIR.mkdir(exist_ok=True)
         log_path = LOG_DIR / f"bench-daphne-{number}.log"  # the last run's, for a look afterwards
         daphne = Path(sys.executable).parent / "daphne"
-        command = [str(daphne), "-b", "127.0.0.1", "-p", str(port), "smartcity.asgi:application"]
+        # As in production (README): no access log.
+        command = [str(daphne), "-b", "127.0.0.1", "-p", str(port), "-v", "0", "smartcity.asgi:application"]
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 command,

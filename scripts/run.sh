@@ -54,7 +54,7 @@ pids+=($!)
 "$VENV/bin/celery" -A smartcity beat --loglevel=INFO --schedule "$RUN_DIR/celerybeat-schedule" &
 pids+=($!)
 # No access log: share links carry their token in the path.
-"$VENV/bin/daphne" -b "$HOST" -p "$PORT" --access-log /dev/null smartcity.asgi:application &
+"$VENV/bin/daphne" -b "$HOST" -p "$PORT" -v 0 smartcity.asgi:application &
 pids+=($!)
 
 # Wait for Daphne to accept connections (bash's /dev/tcp: no child process, so Ctrl-C
