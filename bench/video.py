@@ -12,13 +12,14 @@ own (all threads), read after a warm-up, over the measured seconds.
   through four `ffmpeg -rtsp_transport tcp -i <url> -c copy -f mp4 -movflags
   frag_keyframe+empty_moov+default_base_moof+frag_every_frame pipe:` processes, each
   with a reader (a thread of this process) taking what ffmpeg writes; CPU per stream
-  of ffmpeg and its reader, and the ratio (target ≤ 1.5×). The issue's command, without
+  of ffmpeg and its reader, and the ratio (target ≤ 1.5×). They run one after the
+  other: all at once, the server could not encode twelve streams in time. The issue's command, without
   `frag_every_frame`, is measured too and shown for reference, but it does other work:
   FFmpeg's muxer then keeps each 2 s GOP in memory and writes it in one burst at the
   next keyframe (its reader wakes once per GOP), where the relay must hand every frame
   to its viewers at once (DESIGN §4: small fragments; added latency p95 ≤ 50 ms).
-  Writing a fragment per frame costs ffmpeg ~50 % more CPU on this machine, and
-  someone has to take each one: the relay's own figure includes its viewers taking
+  Writing a fragment per frame costs ffmpeg itself 0–50 % more CPU here (it varied
+  between runs), and someone has to take each fragment: the relay's own figure includes its viewers taking
   theirs (its event loop waking up and the viewer's task reading the queue), so
   ffmpeg's includes its reader doing the same.
 * **16 cameras × 4 viewers**: one relay process, CPU in total and per stream.
