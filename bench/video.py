@@ -10,8 +10,18 @@ own (all threads), read after a warm-up, over the measured seconds.
 
 * **relay vs ffmpeg**: the same four streams through the relay (one viewer each), then
   through four `ffmpeg -rtsp_transport tcp -i <url> -c copy -f mp4 -movflags
-  frag_keyframe+empty_moov+default_base_moof pipe:` processes whose output this process
-  drains; CPU per stream, and the ratio (target ≤ 1.5×).
+  frag_keyframe+empty_moov+default_base_moof+frag_every_frame pipe:` processes, each
+  with a reader (a thread of this process) taking what ffmpeg writes; CPU per stream
+  of ffmpeg and its reader, and the ratio (target ≤ 1.5×). They run one after the
+  other: all at once, the server could not encode twelve streams in time. The issue's command, without
+  `frag_every_frame`, is measured too and shown for reference, but it does other work:
+  FFmpeg's muxer then keeps each 2 s GOP in memory and writes it in one burst at the
+  next keyframe (its reader wakes once per GOP), where the relay must hand every frame
+  to its viewers at once (DESIGN §4: small fragments; added latency p95 ≤ 50 ms).
+  Writing a fragment per frame costs ffmpeg itself 0–50 % more CPU here (it varied
+  between runs), and someone has to take each fragment: the relay's own figure includes its viewers taking
+  theirs (its event loop waking up and the viewer's task reading the queue), so
+  ffmpeg's includes its reader doing the same.
 * **16 cameras × 4 viewers**: one relay process, CPU in total and per stream.
 * **time to first frame**: a new viewer joins a running stream at a random moment of
   the GOP, 20 times; time until it holds its first (key)frame fragment, with the GOP
@@ -23,9 +33,17 @@ own (all threads), read after a warm-up, over the measured seconds.
   (cameras/fmp4.py), so "after the completing packet" — the time from the packet that
   let the fragment out — is the same figure; it differed by a frame interval (40 ms at
   25 fps) while FFmpeg's muxer held each frame until the next one came.
-* The CPU ratio is dominated by PyAV's RTSP demux itself: reading the packets alone
-  costs the relay thread about as much as the whole ffmpeg process (measured
-  0.21 ms per 640x480 packet on the development machine), before any remuxing.
+* Where the CPU goes (2026-12-04, this 2-core VM): reading a stream costs PyAV about
+  what the whole ffmpeg process costs (~0.2 ms per frame), but not because of PyAV's
+  FFmpeg: callgrind counts 33 k instructions per packet inside PyAV 18's
+  `av_read_frame` (FFmpeg 8) against 100 k in Debian's ffmpeg 5.1, ~10 µs of work. The
+  rest is waking up: every blocking read, and every hand-over from the relay thread to
+  the event loop, puts a thread to sleep and wakes it again, and a Python thread's
+  wake-up costs ~95 µs of CPU here (a thread woken by `call_soon_threadsafe` with a
+  no-op callback: 97 µs; resuming a task too: 143 µs), with every frame's Python then
+  running on cold caches (Remuxer.mux: 16 µs in a loop, ~60 µs per live frame). The
+  relay needs at least two wake-ups per frame (its thread, then the loop that feeds
+  the viewers), as ffmpeg plus a reader of its pipe do.
 """
 
 from __future__ import annotations
@@ -54,7 +72,9 @@ FANOUT_CAMERAS, FANOUT_VIEWERS = 16, 4
 WARMUP_S = 3.0
 MEASURE_S = float(os.environ.get("BENCH_VIDEO_SECONDS", "20"))
 JOINS = 20
+# The issue's command: one fragment per GOP. With frag_every_frame: one per frame, as the relay.
 FFMPEG_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+FFMPEG_PER_FRAME_MOVFLAGS = FFMPEG_MOVFLAGS + "+frag_every_frame"
 
 TARGET_RATIO = 1.5
 TARGET_FIRST_FRAME_MS = 300.0
@@ -75,15 +95,22 @@ def run() -> list[Figure]:
 
 
 def measure_all(compare: list[str], fanout: list[str]) -> list[Figure]:
+    streams = len(compare)
     relay = relay_child(compare, viewers=1, mode="cpu")
-    ffmpeg = ffmpeg_cpu(compare)
-    relay_pct = relay["cpu_pct"] / len(compare)
-    ffmpeg_pct = ffmpeg / len(compare)
-    report("relay: fragments per stream per second", f"{relay['fragments'] / len(compare) / MEASURE_S:.1f}")
+    per_frame = ffmpeg_cpu(compare, FFMPEG_PER_FRAME_MOVFLAGS, "a fragment per frame")
+    per_gop = ffmpeg_cpu(compare, FFMPEG_MOVFLAGS, "a fragment per GOP")
+    relay_pct = relay["cpu_pct"] / streams
+    ffmpeg_pct = (per_frame["ffmpeg_pct"] + per_frame["reader_pct"]) / streams
+    report("relay: fragments per stream per second", f"{relay['fragments'] / streams / MEASURE_S:.1f}")
     figures = [
         Figure("relay CPU per stream (1 viewer)", relay_pct, "% of a core"),
-        Figure("ffmpeg -c copy fMP4 CPU per stream", ffmpeg_pct, "% of a core"),
+        Figure("ffmpeg fMP4, a fragment per frame, + reader", ffmpeg_pct, "% of a core"),
+        Figure("  of which the reader", per_frame["reader_pct"] / streams, "% of a core"),
         Figure("relay / ffmpeg CPU", relay_pct / ffmpeg_pct, "×", Target("<=", TARGET_RATIO)),
+        Figure(
+            "ffmpeg, issue's command (a fragment per GOP)", per_gop["ffmpeg_pct"] / streams, "% of a core"
+        ),
+        Figure("  relay / that ffmpeg alone", relay_pct * streams / per_gop["ffmpeg_pct"], "×"),
     ]
     fan = relay_child(fanout, viewers=FANOUT_VIEWERS, mode="cpu")
     figures += [
@@ -135,12 +162,17 @@ def relay_child(urls: list[str], *, viewers: int, mode: str) -> dict[str, Any]:
     return result
 
 
-def ffmpeg_cpu(urls: list[str]) -> float:
-    """Percent of a core used by one `ffmpeg -c copy` fMP4 remux per URL, all together."""
+def ffmpeg_cpu(urls: list[str], movflags: str, label: str) -> dict[str, float]:
+    """Percent of a core used by one `ffmpeg -c copy` fMP4 remux per URL, and by their readers.
+
+    Each reader is a thread of this process taking whatever ffmpeg has written as soon
+    as it is there (one `os.read` per wake-up), as a server forwarding it would.
+    """
     from bench.intake import die_with_parent, process_cpu_ticks
 
     processes = []
     drained = [0] * len(urls)
+    readers: list[int] = []
     for url in urls:
         command = [
             "ffmpeg",
@@ -156,7 +188,7 @@ def ffmpeg_cpu(urls: list[str]) -> float:
             "-f",
             "mp4",
             "-movflags",
-            FFMPEG_MOVFLAGS,
+            movflags,
             "pipe:",
         ]
         processes.append(
@@ -171,7 +203,9 @@ def ffmpeg_cpu(urls: list[str]) -> float:
 
     def drain(index: int, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
-        while chunk := process.stdout.read(65536):
+        readers.append(threading.get_native_id())
+        fd = process.stdout.fileno()
+        while chunk := os.read(fd, 1 << 20):
             drained[index] += len(chunk)
 
     threads = [threading.Thread(target=drain, args=pair, daemon=True) for pair in enumerate(processes)]
@@ -180,9 +214,11 @@ def ffmpeg_cpu(urls: list[str]) -> float:
     try:
         time.sleep(WARMUP_S)
         start = sum(process_cpu_ticks(p.pid) for p in processes)
+        reader_start = sum(thread_cpu_ticks(tid) for tid in readers)
         began = time.monotonic()
         time.sleep(MEASURE_S)
         ticks = sum(process_cpu_ticks(p.pid) for p in processes) - start
+        reader_ticks = sum(thread_cpu_ticks(tid) for tid in readers) - reader_start
         wall = time.monotonic() - began
     finally:
         for process in processes:
@@ -191,10 +227,20 @@ def ffmpeg_cpu(urls: list[str]) -> float:
     if not all(drained):
         raise RuntimeError("an ffmpeg process wrote nothing: is the camera up?")
     report(
-        "ffmpeg: bytes written per stream per second",
+        f"ffmpeg, {label}: bytes per stream per second",
         f"{sum(drained) / len(urls) / (WARMUP_S + MEASURE_S):,.0f}",
     )
-    return ticks / TICKS_PER_S / wall * 100
+    return {
+        "ffmpeg_pct": ticks / TICKS_PER_S / wall * 100,
+        "reader_pct": reader_ticks / TICKS_PER_S / wall * 100,
+    }
+
+
+def thread_cpu_ticks(tid: int) -> int:
+    """utime + stime of one thread of this process, in clock ticks."""
+    stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
 
 
 # --- child side: the relay as Daphne runs it -------------------------------------------

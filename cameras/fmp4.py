@@ -88,34 +88,22 @@ _TRUN_FLAGS = 0x000001 | 0x000100 | 0x000200 | 0x000400 | 0x000800
 _SYNC_SAMPLE = 0x02000000  # depends on nothing
 _OTHER_SAMPLE = 0x01010000  # depends on others, not a sync sample
 _START_CODE = b"\x00\x00\x01"
+_LENGTH = struct.Struct(">I")
 
 
-def fragment_bytes(
-    *, sequence: int, track_id: int, decode_time: int, duration: int, cto: int, keyframe: bool, sample: bytes
-) -> bytes:
-    """`moof` + `mdat` of one sample (ISO/IEC 14496-12 §8.8), base offset = the moof."""
-    header = _FRAGMENT_HEADER.pack(
-        _MOOF_SIZE, b"moof",
-        16, b"mfhd", 0, sequence,
-        80, b"traf",
-        16, b"tfhd", 0x020000, track_id,  # default-base-is-moof
-        20, b"tfdt", 0x01000000, decode_time,  # version 1: 64-bit time
-        36, b"trun", _TRUN_FLAGS, 1, _MOOF_SIZE + 8,
-        duration, len(sample), _SYNC_SAMPLE if keyframe else _OTHER_SAMPLE, cto,
-        8 + len(sample), b"mdat",
-    )  # fmt: skip
-    return header + sample
+def nal_parts(data: bytes) -> tuple[list[bytes | memoryview], int]:
+    """Annex B NAL units (start codes) as MP4 wants them, each after its 4-byte length.
 
-
-def length_prefixed(data: bytes) -> bytes:
-    """Annex B NAL units (start codes) as MP4 wants them: each after its 4-byte length.
-
-    Data that does not start with a start code is taken to be length-prefixed already.
+    Returned as pieces (lengths, and views into `data`) with their total size, so the
+    frame is copied once, when the fragment's header and sample are joined. Data that
+    does not start with a start code is taken to be length-prefixed already.
     """
     at = data.find(_START_CODE, 0, 4)
     if at < 0:
-        return data
-    parts: list[bytes] = []
+        return [data], len(data)
+    view = memoryview(data)
+    parts: list[bytes | memoryview] = []
+    size = 0
     start = at + 3
     while True:
         following = data.find(_START_CODE, start)
@@ -126,10 +114,11 @@ def length_prefixed(data: bytes) -> bytes:
         while nal_end > start and data[nal_end - 1] == 0:
             nal_end -= 1
         if nal_end > start:
-            parts.append(struct.pack(">I", nal_end - start))
-            parts.append(data[start:nal_end])
+            parts.append(_LENGTH.pack(nal_end - start))
+            parts.append(view[start:nal_end])
+            size += 4 + nal_end - start
         if following < 0:
-            return b"".join(parts)
+            return parts, size
         start = following + 3
 
 
@@ -154,7 +143,7 @@ class Remuxer:
         self._next_dts = 0
         self._init: InitSegment | None = None
         self._track_id = 1
-        self._scale = Fraction(1)  # track ticks per time-base tick
+        self._scale = (1, 1)  # track ticks per time-base tick, as numerator and denominator
         self._sequence = 0
 
     def new_session(self) -> None:
@@ -162,23 +151,34 @@ class Remuxer:
         self._offset = None
 
     def mux(self, packet: Packet) -> tuple[InitSegment | None, list[Fragment]]:
+        # Runs for every frame of every camera: integers only (no Fraction), and the
+        # frame's bytes copied once more after PyAV's copy, into the fragment itself.
         init = None
         if self._init is None:
             init = self._init = self._write_init(packet)
         dts, pts, duration = self._retime(packet)
-        scale = self._scale
+        cto, (num, den) = pts - dts, self._scale
+        if num != 1 or den != 1:
+            dts, cto, duration = dts * num // den, cto * num // den, duration * num // den
+        duration = duration or 1
         self._sequence += 1
-        decode_time, ticks, keyframe = int(dts * scale), max(1, int(duration * scale)), packet.is_keyframe
-        data = fragment_bytes(
-            sequence=self._sequence,
-            track_id=self._track_id,
-            decode_time=decode_time,
-            duration=ticks,
-            cto=int((pts - dts) * scale),
-            keyframe=keyframe,
-            sample=length_prefixed(bytes(packet)),
-        )
-        return init, [Fragment(data=data, keyframe=keyframe, decode_time=decode_time, duration=ticks)]
+        keyframe = packet.is_keyframe
+        parts, size = nal_parts(bytes(packet))
+        # moof(mfhd, traf(tfhd, tfdt, trun with one sample)) and the mdat header.
+        parts[0:0] = (
+            _FRAGMENT_HEADER.pack(
+                _MOOF_SIZE, b"moof",
+                16, b"mfhd", 0, self._sequence,
+                80, b"traf",
+                16, b"tfhd", 0x020000, self._track_id,
+                20, b"tfdt", 0x01000000, dts,
+                36, b"trun", _TRUN_FLAGS, 1, _MOOF_SIZE + 8,
+                duration, size, _SYNC_SAMPLE if keyframe else _OTHER_SAMPLE, cto,
+                8 + size, b"mdat",
+            ),
+        )  # fmt: skip
+        data = b"".join(parts)
+        return init, [Fragment(data, keyframe, dts, duration)]
 
     def close(self) -> None:
         """Nothing stays open between packets; kept so callers need not know that."""
@@ -206,32 +206,33 @@ class Remuxer:
         data = boxes[b"ftyp"] + boxes[b"moov"]
         self._track_id = track_id(data)
         timescale = track_timescale(data)
-        self._scale = Fraction(timescale) * self._time_base
+        scale = Fraction(timescale) * self._time_base
+        self._scale = (scale.numerator, scale.denominator)
         return InitSegment(data=data, mime=mime_type(data), timescale=timescale)
 
     # -- timestamps --------------------------------------------------------------
 
     def _retime(self, packet: Packet) -> tuple[int, int, int]:
-        """(dts, pts, duration) of `packet` on this remuxer's timeline, in the template's time base."""
-        dts = packet.dts if packet.dts is not None else packet.pts
-        if dts is not None and not self._fits(dts):
-            self._offset = self._next_dts - dts
-        if dts is None or self._offset is None:
-            out_dts = out_pts = self._next_dts
+        """(dts, pts, duration) of `packet` on this remuxer's timeline, in the template's time base.
+
+        A packet that does not follow the previous one within MAX_GAP_S (a new session,
+        a restarted camera clock) re-anchors the timeline one frame after it.
+        """
+        dts, pts, offset = packet.dts, packet.pts, self._offset
+        if dts is None:
+            dts = pts
+        if dts is not None:
+            last = self._last_dts
+            if offset is None or (last is not None and not 0 < dts + offset - last <= self._max_gap):
+                offset = self._offset = self._next_dts - dts
+            out_dts = dts + offset
+            out_pts = pts + offset if pts is not None else out_dts
         else:
-            out_dts = dts + self._offset
-            out_pts = packet.pts + self._offset if packet.pts is not None else out_dts
+            out_dts = out_pts = self._next_dts
         duration = packet.duration or self._frame_ticks
         self._last_dts = out_dts
         self._next_dts = out_dts + duration
         return out_dts, max(out_pts, out_dts), duration
-
-    def _fits(self, dts: int) -> bool:
-        if self._offset is None:
-            return False
-        if self._last_dts is None:
-            return True
-        return 0 < dts + self._offset - self._last_dts <= self._max_gap
 
 
 def track_id(init_segment: bytes) -> int:

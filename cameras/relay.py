@@ -70,6 +70,58 @@ class StatusChange:
 QueueItem = InitSegment | Fragment | StatusChange
 
 
+class Mailbox:
+    """How the relay threads of one event loop hand it their output: in order, in batches.
+
+    A thread appends `(callback, argument)` and wakes the loop only if no wake-up is
+    pending already; the loop then runs everything queued by then, for every camera.
+    Each wake-up costs the loop a self-pipe write and read, an epoll round and a pass
+    through its scheduler — on this kind of machine more than the frame's own work —
+    so frames that arrive while the loop is busy or about to run share one. Nothing
+    waits for a batch: the first frame wakes the loop at once, as before.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.items: deque[tuple[Any, Any]] = deque()
+        self.scheduled = False
+        self.closed = False
+
+    def post(self, callback: Any, argument: Any) -> None:
+        """Thread side. A race between two threads costs at most one extra wake-up."""
+        self.items.append((callback, argument))
+        if not self.scheduled:
+            self.scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: nobody is left to watch
+                self.closed = True
+
+    def _deliver(self) -> None:
+        # Cleared before draining: an item appended from now on either is drained below
+        # or has scheduled a delivery of its own.
+        self.scheduled = False
+        items = self.items
+        while items:
+            callback, argument = items.popleft()
+            try:
+                callback(argument)
+            except Exception:  # one camera's failure must not hold back the others' frames
+                log.exception("relay: handing over a camera's output failed")
+
+
+_MAILBOXES: dict[asyncio.AbstractEventLoop, Mailbox] = {}
+
+
+def mailbox_for(loop: asyncio.AbstractEventLoop) -> Mailbox:
+    mailbox = _MAILBOXES.get(loop)
+    if mailbox is None or mailbox.closed:
+        for old in [old for old in _MAILBOXES if old.is_closed()]:
+            del _MAILBOXES[old]
+        mailbox = _MAILBOXES[loop] = Mailbox(loop)
+    return mailbox
+
+
 class ViewerQueue:
     """What one viewer has still to be sent: bounded, and always decodable from its head.
 
@@ -83,7 +135,9 @@ class ViewerQueue:
         self.fragments = 0
         self.skips = 0
         self.waiting_for_keyframe = True
-        self._ready = asyncio.Event()
+        # The forward task waiting for an item, if any: a bare future (asyncio.Event's
+        # set/wait/clear cost more, and this runs for every frame of every viewer).
+        self._waiter: asyncio.Future[None] | None = None
 
     def put_init(self, init: InitSegment) -> None:
         # Whatever was queued belongs to the previous stream: a slow viewer drops it.
@@ -112,8 +166,11 @@ class ViewerQueue:
 
     async def get(self) -> QueueItem:
         while not self.items:
-            self._ready.clear()
-            await self._ready.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         item = self.items.popleft()
         if isinstance(item, Fragment):
             self.fragments -= 1
@@ -121,7 +178,9 @@ class ViewerQueue:
 
     def _append(self, item: QueueItem) -> None:
         self.items.append(item)
-        self._ready.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class Upstream:
@@ -129,7 +188,7 @@ class Upstream:
 
     Loop side (public methods and the `_on_*` callbacks): viewers, init segment, GOP
     cache, state. Thread side (`_thread_*`): connect, demux, remux, reconnect with
-    backoff; it reaches the loop only through `_thread_post` (`call_soon_threadsafe`).
+    backoff; it reaches the loop only through `_thread_post` (the loop's `Mailbox`).
     """
 
     def __init__(self, camera_id: int, url: str, url_redacted: str, loop: asyncio.AbstractEventLoop) -> None:
@@ -137,6 +196,7 @@ class Upstream:
         self.url = url
         self.url_redacted = url_redacted
         self.loop = loop
+        self.mailbox = mailbox_for(loop)
         self.viewers: set[ViewerQueue] = set()
         self.state = StreamState.CONNECTING
         self.init: InitSegment | None = None
@@ -204,15 +264,6 @@ class Upstream:
             log.info("camera %s: no viewers left, closing %s", self.camera_id, self.url_redacted)
             self.stop()
 
-    def _on_output(self, output: tuple[InitSegment | None, bool, list[Fragment]]) -> None:
-        init, now_live, fragments = output
-        if init is not None:
-            self._on_init(init)
-        if now_live:
-            self._on_state(StreamState.LIVE)
-        for fragment in fragments:
-            self._on_fragment(fragment)
-
     def _on_init(self, init: InitSegment) -> None:
         self.init = init
         self.gop.clear()
@@ -250,9 +301,8 @@ class Upstream:
     # -- thread side -------------------------------------------------------------
 
     def _thread_post(self, callback: Any, argument: Any) -> None:
-        try:
-            self.loop.call_soon_threadsafe(callback, argument)
-        except RuntimeError:  # the loop is closed: nobody is left to watch
+        self.mailbox.post(callback, argument)
+        if self.mailbox.closed:
             self._stopping.set()
 
     def _thread_run(self) -> None:
@@ -292,25 +342,39 @@ class Upstream:
                 remuxer = self._remuxer = Remuxer(stream)
             else:
                 remuxer.new_session()
-            started = False
-            for packet in container.demux(stream):
-                if self._stopping.is_set():
-                    break
-                if not packet.size:
-                    continue
-                # Joining a running stream starts mid-GOP: nothing decodes before a keyframe.
-                started = started or packet.is_keyframe
-                if not started:
-                    continue
-                init, fragments = remuxer.mux(packet)
-                if init is None and not fragments:
-                    continue
-                # One hand-over per packet: each one wakes the event loop.
-                now_live = bool(fragments) and not self._went_live
-                self._went_live = self._went_live or now_live
-                self._thread_post(self._on_output, (init, now_live, fragments))
+            self._thread_relay(container, stream, remuxer)
         finally:
             container.close()
+
+    def _thread_relay(self, container: Any, stream: Any, remuxer: Remuxer) -> None:
+        """Packets to fragments to the loop, until the stream ends or we stop.
+
+        This loop runs for every frame: what it needs is looked up once, before it.
+        """
+        stopping, mailbox, on_fragment = self._stopping, self.mailbox, self._on_fragment
+        mux, post = remuxer.mux, mailbox.post
+        started = False
+        for packet in container.demux(stream):
+            if stopping.is_set():
+                break
+            if mailbox.closed:
+                stopping.set()
+                break
+            if not packet.size:
+                continue
+            if not started:
+                # Joining a running stream starts mid-GOP: nothing decodes before a keyframe.
+                if not packet.is_keyframe:
+                    continue
+                started = True
+            init, fragments = mux(packet)
+            if init is not None:
+                post(self._on_init, init)
+            if not self._went_live and fragments:
+                self._went_live = True
+                post(self._on_state, StreamState.LIVE)
+            for fragment in fragments:
+                post(on_fragment, fragment)
 
 
 def recent_buffer() -> RecentBuffer | None:
