@@ -102,15 +102,17 @@ def measure_all(compare: list[str], fanout: list[str]) -> list[Figure]:
     relay_pct = relay["cpu_pct"] / streams
     ffmpeg_pct = (per_frame["ffmpeg_pct"] + per_frame["reader_pct"]) / streams
     report("relay: fragments per stream per second", f"{relay['fragments'] / streams / MEASURE_S:.1f}")
+    gop_pct = per_gop["ffmpeg_pct"] / streams
     figures = [
         Figure("relay CPU per stream (1 viewer)", relay_pct, "% of a core"),
-        Figure("ffmpeg fMP4, a fragment per frame, + reader", ffmpeg_pct, "% of a core"),
+        # The target is judged against the command the issue names, as written.
+        Figure("ffmpeg, the issue's command (a fragment per GOP)", gop_pct, "% of a core"),
+        Figure("relay / ffmpeg CPU", relay_pct / gop_pct, "×", Target("<=", TARGET_RATIO)),
+        # For information: ffmpeg made to hand over every frame as the relay must, with
+        # the reader of its pipe counted as the relay's viewers are.
+        Figure("ffmpeg, a fragment per frame, + its reader", ffmpeg_pct, "% of a core"),
         Figure("  of which the reader", per_frame["reader_pct"] / streams, "% of a core"),
-        Figure("relay / ffmpeg CPU", relay_pct / ffmpeg_pct, "×", Target("<=", TARGET_RATIO)),
-        Figure(
-            "ffmpeg, issue's command (a fragment per GOP)", per_gop["ffmpeg_pct"] / streams, "% of a core"
-        ),
-        Figure("  relay / that ffmpeg alone", relay_pct * streams / per_gop["ffmpeg_pct"], "×"),
+        Figure("  relay / that", relay_pct / ffmpeg_pct, "×"),
     ]
     fan = relay_child(fanout, viewers=FANOUT_VIEWERS, mode="cpu")
     figures += [
