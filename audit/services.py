@@ -35,8 +35,11 @@ GENESIS_HASH = "0" * 64
 CHAIN_LOCK_KEY = 0x5AFE_7E7  # any constant shared by every writer
 
 
-def canonical(entry: AuditEntry) -> bytes:
-    """The bytes an entry's hash covers: every field that means something, in a fixed form."""
+def canonical(entry: AuditEntry, *, prev_hash: str | None = None) -> bytes:
+    """The bytes an entry's hash covers: every field that means something, in a fixed form.
+
+    `prev_hash`: in place of the entry's own (`canonical_around_prev_hash` leaves it empty).
+    """
     return canonical_fields(
         at=entry.at,
         action=entry.action,
@@ -47,7 +50,7 @@ def canonical(entry: AuditEntry) -> bytes:
         object_id=entry.object_id,
         details=entry.details,
         request_id=entry.request_id,
-        prev_hash=entry.prev_hash,
+        prev_hash=entry.prev_hash if prev_hash is None else prev_hash,
     )
 
 
@@ -279,18 +282,7 @@ def canonical_around_prev_hash(entry: AuditEntry) -> tuple[bytes, bytes]:
     key of that name inside `details` comes earlier; `request_id` and `user` come after,
     and a JSON string cannot contain an unescaped `"` to fake one).
     """
-    whole = canonical_fields(
-        at=entry.at,
-        action=entry.action,
-        actor=entry.actor,
-        user_id=entry.user_id,
-        partner_id=entry.partner_id,
-        object_type=entry.object_type,
-        object_id=entry.object_id,
-        details=entry.details,
-        request_id=entry.request_id,
-        prev_hash="",
-    )
+    whole = canonical(entry, prev_hash="")
     gap = whole.rindex(b'"prev_hash":""') + len(b'"prev_hash":"')
     return whole[:gap], whole[gap:]
 
