@@ -169,7 +169,7 @@ def audit_deferred(*, commit: bool = False) -> Iterator[None]:
     finally:
         _deferred.reset(token)
     if pending:
-        chain_append(pending, before=writes, commit=commit)
+        entries_append_sealed(pending, before=writes, commit=commit)
     else:
         statements_run(writes)
 
@@ -214,34 +214,26 @@ def entry_new(item: PendingEntry, *, at: dt.datetime) -> AuditEntry:
     )
 
 
-def chain_append(
-    entries: list[AuditEntry],
-    *,
-    ids: bool = True,
-    before: list[Statement] | None = None,
-    commit: bool = False,
-) -> list[AuditEntry]:
+def chain_append(entries: list[AuditEntry], *, ids: bool = True) -> list[AuditEntry]:
     """Link `entries` after the chain's last entry and insert them, in order.
 
     The advisory lock serialises writers until their commit: no two transactions can
     both append after the same entry. It is taken in a statement of its own, so the
-    look-up of the last hash in the statements that follow sees whatever the previous
-    holder committed. With `ids` (every writer but the bulk ones) PostgreSQL links and
-    hashes the entries in their INSERTs, in the lock's round trip; `before`: the
-    transaction's deferred inserts, sent ahead of the lock in it; `commit`: the
-    transaction's COMMIT, sent after the inserts in it.
+    look-up of the last hash that follows sees whatever the previous holder committed.
+    With `ids` (every writer but the bulk ones) PostgreSQL links and hashes the entries
+    in their INSERTs, in the lock's round trip (`entries_append_sealed`).
     `ids=False`: one COPY, hashed here, and the entries' ids are not read back (bulk writers).
     """
     if not entries:
         return []
     if ids:
-        return entries_append_sealed(entries, before=before or [], commit=commit)
+        return entries_append_sealed(entries, before=[], commit=False)
     with transaction.atomic(savepoint=False):
         with connection.cursor() as cursor:
-            sql, params = statements_joined([*(before or []), (CHAIN_HEAD_SQL, [CHAIN_LOCK_KEY])])
-            cursor.execute(sql, params)
-            for _ in range(len(before or []) + 1):  # the inserts' results, then the lock's
-                cursor.nextset()
+            # Two statements, one round trip (client-side binding sends them as one query);
+            # each takes its own snapshot, so the look-up sees the previous holder's commit.
+            cursor.execute(CHAIN_HEAD_SQL, [CHAIN_LOCK_KEY])
+            cursor.nextset()
             last = cursor.fetchone()
         previous = last[0] if last else GENESIS_HASH
         for entry in entries:
@@ -254,7 +246,11 @@ def chain_append(
 def entries_append_sealed(
     entries: list[AuditEntry], *, before: list[Statement], commit: bool
 ) -> list[AuditEntry]:
-    """Lock, link, hash and insert `entries` in one round trip; PostgreSQL fills in the hashes."""
+    """Lock, link, hash and insert `entries` in one round trip; PostgreSQL fills in the hashes.
+
+    `before`: the transaction's deferred inserts, sent ahead of the lock; `commit`: the
+    transaction's COMMIT, sent after the inserts (only when the caller's block ends it).
+    """
     statements = [*before, (CHAIN_LOCK_SQL, [CHAIN_LOCK_KEY])]
     for entry in entries:
         head, tail = canonical_around_prev_hash(entry)

@@ -44,10 +44,6 @@ def rows_insert_soon(sql: str, params: list[Any]) -> None:
         queue.append((sql.strip().rstrip(";"), params))
 
 
-def writes_deferring() -> bool:
-    return _deferred.get() is not None
-
-
 @contextlib.contextmanager
 def writes_deferred() -> Iterator[list[Statement]]:
     """Queue `rows_insert_soon` inserts; the caller sends the yielded list before its block's commit.

@@ -66,16 +66,15 @@ async def test_a_request_thread_does_not_wait_for_a_slow_or_failing_redis(
     assert "push to test.publisher failed" in caplog.text
 
 
-def test_without_a_serving_loop_a_push_is_sent_at_once(monkeypatch):
+@pytest.mark.asyncio
+async def test_without_a_serving_loop_a_push_is_sent_at_once(bound_publisher):
     layer = get_channel_layer()
-    sent: list[tuple[str, dict]] = []
+    channel = await layer.new_channel()
+    await layer.group_add("test.publisher.direct", channel)
+    publisher._publisher = None  # a Celery worker or a command: no serving loop to hand to
 
-    async def record(group: str, message: dict) -> None:
-        sent.append((group, message))
+    await asyncio.to_thread(publisher.channel_send, "test.publisher.direct", {"type": "push", "text": "now"})
 
-    monkeypatch.setattr(layer, "group_send", record)
-    publisher._publisher = None
-
-    publisher.channel_send("test.publisher", {"type": "push", "text": "now"})
-
-    assert sent == [("test.publisher", {"type": "push", "text": "now"})]
+    received = await asyncio.wait_for(layer.receive(channel), 5)
+    assert received["text"] == "now"
+    await layer.group_discard("test.publisher.direct", channel)
