@@ -93,7 +93,15 @@ def test_viewers_on_both_instances_play_and_a_revocation_on_one_closes_the_share
         lambda: all(v.plays() for v in viewers),
         30,
         "fMP4 on every viewer",
-        state=lambda: "\n".join([*(v.describe() for v in viewers), first.output(2000), second.output(2000)]),
+        state=lambda: "\n".join(
+            [
+                *(v.describe() for v in viewers),
+                f"RTSP server running={rtsp.running} (exit {rtsp.proc.poll() if rtsp.proc else None}); "
+                f"its stderr: {rtsp.stderr()[-1500:]}",
+                first.output(2000),
+                second.output(2000),
+            ]
+        ),
     )
 
     # One upstream RTSP session per instance, shared by that instance's viewers.
