@@ -4,8 +4,8 @@ Cameras are one gst-rtsp-server process (scripts/rtsp_server.py) serving 640x480
 H.264 test patterns with a 2 s GOP, on this machine. The relay runs in a child process
 of its own (`python -m bench.video child …`) exactly as Daphne runs it — one
 `cameras.relay.Upstream` per camera, PyAV demux and remux to fMP4 in its thread, the
-event loop filling each viewer's queue — with in-process viewers that drain their
-queues as the WebSocket consumer does, minus the socket write. Its CPU is the child's
+event loop handing each frame to its viewers — with in-process viewers served as the
+WebSocket consumer serves them under Daphne (`ViewerQueue.feed`), minus the socket write. Its CPU is the child's
 own (all threads), read after a warm-up, over the measured seconds.
 
 * **relay vs ffmpeg**: the same four streams through the relay (one viewer each), then
@@ -20,7 +20,7 @@ own (all threads), read after a warm-up, over the measured seconds.
   to its viewers at once (DESIGN §4: small fragments; added latency p95 ≤ 50 ms).
   Writing a fragment per frame costs ffmpeg itself 0–50 % more CPU here (it varied
   between runs), and someone has to take each fragment: the relay's own figure includes its viewers taking
-  theirs (its event loop waking up and the viewer's task reading the queue), so
+  theirs (its event loop waking up and writing each frame to each viewer), so
   ffmpeg's includes its reader doing the same.
 * **16 cameras × 4 viewers**: one relay process, CPU in total and per stream.
 * **time to first frame**: a new viewer joins a running stream at a random moment of
@@ -248,15 +248,23 @@ def thread_cpu_ticks(tid: int) -> int:
 # --- child side: the relay as Daphne runs it -------------------------------------------
 
 
-async def drain(viewer: Any, counts: dict[str, int], stamp: Any = None) -> None:
+def counting_viewer(queue: Any, counts: dict[str, int], stamp: Any = None) -> asyncio.Task[None]:
+    """A viewer as the consumer serves one under Daphne (`ViewerQueue.feed` into its socket),
+    minus the socket write: each fragment is counted (and timed) where it would be written."""
+    from cameras import relay
     from cameras.fmp4 import Fragment
 
-    while True:
-        item = await viewer.get()
-        if isinstance(item, Fragment):
-            counts["fragments"] += 1
-            if stamp is not None:
-                stamp(item)
+    class Counted(relay.ViewerSink):
+        def write(self, item: Any) -> None:
+            if isinstance(item, Fragment):
+                counts["fragments"] += 1
+                if stamp is not None:
+                    stamp(item)
+
+        def backlog(self) -> int:
+            return 0
+
+    return asyncio.create_task(queue.feed(Counted()))
 
 
 async def child_cpu(urls: list[str], viewers: int) -> dict[str, Any]:
@@ -269,7 +277,7 @@ async def child_cpu(urls: list[str], viewers: int) -> dict[str, Any]:
         for _ in range(viewers):
             _upstream, queue = relay.viewer_join(n + 1, url, url)
             queues.append(queue)
-            tasks.append(asyncio.create_task(drain(queue, counts)))
+            tasks.append(counting_viewer(queue, counts))
     await asyncio.sleep(WARMUP_S)
     counts["fragments"] = 0
     cpu0, wall0 = time.process_time(), time.monotonic()
@@ -324,7 +332,7 @@ async def child_timing(urls: list[str]) -> dict[str, Any]:
     for n, url in enumerate(urls):
         upstream, queue = relay.viewer_join(n + 1, url, url)
         upstreams.append(upstream)
-        tasks.append(asyncio.create_task(drain(queue, counts, stamp)))
+        tasks.append(counting_viewer(queue, counts, stamp))
     await asyncio.sleep(WARMUP_S)
     latency.clear()
     after.clear()

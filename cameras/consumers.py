@@ -37,6 +37,7 @@ from cameras.models import Camera
 from cameras.sessions import user_group
 from partners.sharing import share_group
 from smartcity.consumers import DispatchWithoutDatabase
+from smartcity.wsdirect import DirectSocket
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,39 @@ class InitMessage(TypedDict):
 class StatusMessage(TypedDict):
     type: Literal["status"]
     state: str
+
+
+def item_messages(item: relay.QueueItem) -> list[str | bytes]:
+    """The WebSocket messages of one queued item: text (JSON) or binary (fMP4)."""
+    if isinstance(item, Fragment):
+        return [item.data]
+    if isinstance(item, InitSegment):
+        init: InitMessage = {"type": "init", "mime": item.mime}
+        return [json.dumps(init), item.data]
+    status: StatusMessage = {"type": "status", "state": item.state.value}
+    return [json.dumps(status)]
+
+
+class VideoSink(relay.ViewerSink):
+    """A viewer's socket, written directly (smartcity/wsdirect.py), as `send_item` would."""
+
+    __slots__ = ("socket",)
+
+    def __init__(self, socket: DirectSocket) -> None:
+        self.socket = socket
+
+    def write(self, item: relay.QueueItem) -> None:
+        if isinstance(item, Fragment):  # nearly every item: no detour
+            self.socket.send_bytes(item.data)
+            return
+        for part in item_messages(item):
+            if isinstance(part, str):
+                self.socket.send_text(part)
+            else:
+                self.socket.send_bytes(part)
+
+    def backlog(self) -> int:
+        return self.socket.buffered()
 
 
 class LiveVideoConsumer(DispatchWithoutDatabase, AsyncWebsocketConsumer):
@@ -114,7 +148,12 @@ class LiveVideoConsumer(DispatchWithoutDatabase, AsyncWebsocketConsumer):
         self.upstream, self.viewer = relay.viewer_join(
             camera.pk, camera.stream_url, camera.stream_url_redacted
         )
-        self.forwarder = asyncio.create_task(self.forward(self.viewer))
+        # Under Daphne the relay writes each frame to the socket as it comes (no task per
+        # frame per viewer); elsewhere (the test communicator) this consumer sends it.
+        direct = DirectSocket.of(self.base_send)
+        self.forwarder = asyncio.create_task(
+            self.viewer.feed(VideoSink(direct)) if direct is not None else self.forward(self.viewer)
+        )
 
     async def refuse(self, code: int) -> None:
         """Accept, then close with `code`: the player can tell "refused" from a dead server.
@@ -202,15 +241,11 @@ class LiveVideoConsumer(DispatchWithoutDatabase, AsyncWebsocketConsumer):
             log.debug("live video forwarding stopped: %s", type(exc).__name__)
 
     async def send_item(self, item: relay.QueueItem) -> None:
-        if isinstance(item, Fragment):
-            await self.send(bytes_data=item.data)
-        elif isinstance(item, InitSegment):
-            init: InitMessage = {"type": "init", "mime": item.mime}
-            await self.send(text_data=json.dumps(init))
-            await self.send(bytes_data=item.data)
-        else:
-            status: StatusMessage = {"type": "status", "state": item.state.value}
-            await self.send(text_data=json.dumps(status))
+        for part in item_messages(item):
+            if isinstance(part, str):
+                await self.send(text_data=part)
+            else:
+                await self.send(bytes_data=part)
 
     @database_sync_to_async
     def camera_for(self, camera_id: int) -> Camera | None:

@@ -53,6 +53,11 @@ VIEWER_QUEUE_FRAGMENTS = 120
 # A GOP longer than this (a camera with a keyframe every 20 s at 30 fps) is not cached:
 # its new viewers wait for the next keyframe instead.
 GOP_CACHE_FRAGMENTS = 600
+# A viewer written to directly (ViewerQueue.feed) whose socket holds more than this,
+# unsent, is slow: what comes next queues (and, past VIEWER_QUEUE_FRAGMENTS, skips to a
+# keyframe) until the client has taken it. ~0.5–2 s of a camera's video.
+SINK_BACKLOG_BYTES = 512 * 1024
+SINK_POLL_S = 0.02  # how often a backed-up viewer's socket is looked at again
 THREAD_JOIN_TIMEOUT_S = 12.0
 
 
@@ -68,6 +73,17 @@ class StatusChange:
 
 
 QueueItem = InitSegment | Fragment | StatusChange
+
+
+class ViewerSink:
+    """Where a viewer's items go when they can be written at once (a viewer's socket)."""
+
+    def write(self, item: QueueItem) -> None:
+        raise NotImplementedError
+
+    def backlog(self) -> int:
+        """Bytes written but not yet taken by the client."""
+        raise NotImplementedError
 
 
 class Mailbox:
@@ -138,6 +154,7 @@ class ViewerQueue:
         # The forward task waiting for an item, if any: a bare future (asyncio.Event's
         # set/wait/clear cost more, and this runs for every frame of every viewer).
         self._waiter: asyncio.Future[None] | None = None
+        self.sink: ViewerSink | None = None  # set while `feed` runs
 
     def put_init(self, init: InitSegment) -> None:
         # Whatever was queued belongs to the previous stream: a slow viewer drops it.
@@ -161,26 +178,66 @@ class ViewerQueue:
             if not fragment.keyframe:
                 return
             self.waiting_for_keyframe = False
-        self.fragments += 1
-        self._append(fragment)
+        if self._append(fragment):
+            self.fragments += 1
 
     async def get(self) -> QueueItem:
         while not self.items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._wait()
         item = self.items.popleft()
         if isinstance(item, Fragment):
             self.fragments -= 1
         return item
 
-    def _append(self, item: QueueItem) -> None:
+    async def feed(self, sink: ViewerSink) -> None:
+        """Write this viewer's items to `sink` from now on, until cancelled.
+
+        Items then go to the sink the moment they are put (no task wakes up per frame for
+        each viewer). Only while the sink is backed up — its client slower than the camera —
+        do they queue here as for any viewer, bounded and skipping to a keyframe; this
+        task writes them once the client has taken what it had.
+        """
+        self.sink = sink
+        try:
+            while True:
+                self._flush()
+                if self.items:
+                    await asyncio.sleep(SINK_POLL_S)
+                else:
+                    await self._wait()
+        finally:
+            self.sink = None
+
+    def _flush(self) -> None:
+        sink = self.sink
+        if sink is None:
+            return
+        items = self.items
+        while items and sink.backlog() < SINK_BACKLOG_BYTES:
+            item = items.popleft()
+            if isinstance(item, Fragment):
+                self.fragments -= 1
+            sink.write(item)
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _append(self, item: QueueItem) -> bool:
+        """Queue `item`, or write it at once when a sink with room is attached and nothing
+        is queued ahead of it. True when it was queued."""
+        sink = self.sink
+        if sink is not None and not self.items and sink.backlog() < SINK_BACKLOG_BYTES:
+            sink.write(item)
+            return False
         self.items.append(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        return True
 
 
 class Upstream:

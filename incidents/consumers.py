@@ -21,6 +21,7 @@ from incidents.realtime import (
 from incidents.selectors import incidents_open_at, watched_center_ids
 from smartcity.consumers import DispatchWithoutDatabase
 from smartcity.metrics import operator_sockets
+from smartcity.wsdirect import DirectSocket
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -30,6 +31,7 @@ CLOSE_RESYNC = 1012  # "service restart": come back and resync
 class OperatorConsumer(DispatchWithoutDatabase, AsyncJsonWebsocketConsumer):
     groups_joined: list[str]
     counted = False
+    direct: DirectSocket | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -51,8 +53,18 @@ class OperatorConsumer(DispatchWithoutDatabase, AsyncJsonWebsocketConsumer):
         operator_sockets.inc()
         self.counted = True
         await self.send_json(await snapshot_shared(centers, subscribed_at=subscribed_at))
+        # From here pushes are written as they arrive, by the process's one delivery, not
+        # by this consumer's dispatch (smartcity/layers.py, smartcity/wsdirect.py).
+        self.direct = DirectSocket.of(self.base_send)
+        direct_add = getattr(self.channel_layer, "direct_add", None)
+        if self.direct is not None and direct_add is not None:
+            direct_add(self.channel_name, self.push_direct)
 
     async def disconnect(self, code: int) -> None:
+        direct_discard = getattr(self.channel_layer, "direct_discard", None)
+        if self.direct is not None and direct_discard is not None:
+            direct_discard(self.channel_name)
+            self.direct = None
         if getattr(self, "counted", False):
             operator_sockets.dec()
             self.counted = False
@@ -66,6 +78,13 @@ class OperatorConsumer(DispatchWithoutDatabase, AsyncJsonWebsocketConsumer):
 
     async def push(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event["text"])  # encoded once by realtime.group_send
+
+    def push_direct(self, event: dict[str, Any]) -> bool:
+        """A push, written at once (the other message types go through `dispatch`)."""
+        if event.get("type") != "push" or self.direct is None:
+            return False
+        self.direct.send_text(event["text"])  # a socket already closing drops it, as Daphne would
+        return True
 
     async def session_ended(self, event: dict[str, Any]) -> None:
         await self.close(code=CLOSE_UNAUTHENTICATED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
 import struct
@@ -82,6 +83,66 @@ def test_only_the_latest_of_consecutive_statuses_is_kept():
     viewer.put_status(StatusChange(StreamState.LIVE))
 
     assert list(viewer.items) == [StatusChange(StreamState.LIVE)]
+
+
+class ClientSocket(relay.ViewerSink):
+    """A viewer's socket as the relay sees it: what was written, and how much the client
+    has not taken yet (set by the test: a client that stops reading)."""
+
+    def __init__(self) -> None:
+        self.written: list[relay.QueueItem] = []
+        self.unsent = 0
+
+    def write(self, item: relay.QueueItem) -> None:
+        self.written.append(item)
+
+    def backlog(self) -> int:
+        return self.unsent
+
+
+async def fed(viewer: ViewerQueue, sink: ClientSocket) -> asyncio.Task[None]:
+    task = asyncio.create_task(viewer.feed(sink))
+    await asyncio.sleep(0)  # feed() attaches the sink and writes what was queued
+    return task
+
+
+@pytest.mark.asyncio
+async def test_a_directly_written_viewer_gets_every_item_at_once_in_order():
+    viewer, sink = ViewerQueue(limit=10), ClientSocket()
+    viewer.put_status(StatusChange(StreamState.LIVE))
+    viewer.put_fragment(fragment(True, 0))  # queued before the socket was attached
+    task = await fed(viewer, sink)
+
+    for n in range(1, 4):
+        viewer.put_fragment(fragment(False, n))
+        assert sink.written[-1] == fragment(False, n)  # written by the put itself, no task
+    task.cancel()
+
+    assert sink.written == [StatusChange(StreamState.LIVE), *(fragment(n == 0, n) for n in range(4))]
+    assert (list(viewer.items), viewer.fragments) == ([], 0)
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_stops_reading_is_queued_bounded_skips_ahead_and_catches_up_in_order():
+    viewer, sink = ViewerQueue(limit=5), ClientSocket()
+    task = await fed(viewer, sink)
+    viewer.put_fragment(fragment(True, 0))
+    sink.unsent = relay.SINK_BACKLOG_BYTES  # the client stopped reading
+
+    for n in range(1, 9):  # more than the queue holds: it skips to the next keyframe
+        viewer.put_fragment(fragment(False, n))
+    assert sink.written == [fragment(True, 0)]
+    assert (viewer.fragments, viewer.skips) == (0, 1)
+    viewer.put_fragment(fragment(True, 9))
+    viewer.put_fragment(fragment(False, 10))
+    assert sink.written == [fragment(True, 0)]  # still backed up: nothing more written
+
+    sink.unsent = 0  # the client read again
+    await asyncio.sleep(relay.SINK_POLL_S * 3)
+    viewer.put_fragment(fragment(False, 11))
+    task.cancel()
+
+    assert sink.written == [fragment(True, 0), fragment(True, 9), fragment(False, 10), fragment(False, 11)]
 
 
 # -- reconnection ------------------------------------------------------------------------
