@@ -29,6 +29,11 @@ Contract with the test fixture (tests/fixtures/rtsp.py):
 Each mount point uses a *shared* media factory: however many clients watch
 ``/camK``, the server runs one pipeline (one encoder) for it. A pipeline is only
 built when the first client asks for the stream, so unwatched streams cost nothing.
+
+``--recording FILE.mp4`` serves an H.264 MP4 made beforehand on every mount instead,
+at its real pace, without encoding anything: for load tests, where sixteen live
+encoders would take most of the machine being measured. Each mount plays the file
+once from the start when its first client arrives (make it longer than the test).
 """
 
 from __future__ import annotations
@@ -97,6 +102,11 @@ def has_element(name: str) -> bool:
 
 def build_launch(args: argparse.Namespace, index: int) -> str:
     """gst-launch syntax of the pipeline for stream number ``index`` (0-based)."""
+    if args.recording:
+        # Demuxed and re-payloaded only: the server syncs to the clock, so it plays at
+        # the file's own pace; config-interval=1 repeats SPS/PPS before keyframes.
+        location = GLib.strescape(args.recording)
+        return f'( filesrc location="{location}" ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )'
     encoder, settings, caps, payloader, _package = CODECS[args.codec]
     bitrate = args.bitrate or max(200, round(args.width * args.height * args.fps / 3840))
     parts = [
@@ -195,6 +205,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--user", help="require RTSP basic auth with this user (needs --password)")
     p.add_argument("--password")
     p.add_argument("--stats-file", help="file rewritten with the number of connected clients")
+    p.add_argument("--recording", help="serve this H.264 MP4 on every mount instead of encoding live")
     p.add_argument(
         "--overlay",
         choices=("auto", "on", "off"),
@@ -219,11 +230,20 @@ def main(argv: list[str] | None = None) -> int:
     # Check the elements up front: a missing plugin would otherwise only show up as
     # a failing DESCRIBE when the first client connects.
     encoder, _settings, _caps, payloader, package = CODECS[args.codec]
-    for element, pkg in (
+    needed = [
         ("videotestsrc", "gstreamer1.0-plugins-base"),
         (encoder, package),
         (payloader, "gstreamer1.0-plugins-good"),
-    ):
+    ]
+    if args.recording:
+        if args.codec != "h264" or not os.path.isfile(args.recording):
+            die(f"--recording needs an H.264 MP4 file (and --codec h264): {args.recording}")
+        needed = [
+            ("qtdemux", "gstreamer1.0-plugins-good"),
+            ("h264parse", "gstreamer1.0-plugins-bad"),
+            ("rtph264pay", "gstreamer1.0-plugins-good"),
+        ]
+    for element, pkg in needed:
         if not has_element(element):
             die(
                 f"GStreamer element {element} is missing (--codec {args.codec}); install Debian package {pkg}"

@@ -136,3 +136,32 @@ def test_restart_on_the_same_port(rtsp_server_factory: Callable[..., RtspServer]
     with rtsp_open(url) as container:
         assert read_packets(container, 5)
     assert server.wait_for_clients(0) == 0
+
+
+def test_a_recording_is_served_on_every_mount_at_its_real_pace(tmp_path):
+    """The load bench's cameras: a file made beforehand, replayed without encoding."""
+    from tests.fixtures.rtsp import recording_make
+
+    recording = recording_make(tmp_path / "pattern.mp4", seconds=6, width=320, height=240, fps=25)
+    server = RtspServer().start(streams=2, width=320, height=240, fps=25, recording=recording)
+    try:
+        for n in (1, 2):
+            with rtsp_open(server.url(n)) as container:
+                stream = container.streams.video[0]
+                assert (
+                    stream.codec_context.name,
+                    stream.codec_context.width,
+                    stream.codec_context.height,
+                ) == (
+                    "h264",
+                    320,
+                    240,
+                )
+                started = time.monotonic()
+                packets = read_packets(container, 50, timeout=10)
+                elapsed = time.monotonic() - started
+                assert packets[0].is_keyframe or any(p.is_keyframe for p in packets)
+                # 50 frames at 25 fps: played at the file's pace, not read out at disk speed.
+                assert elapsed > 1.2, f"50 frames in {elapsed:.2f} s"
+    finally:
+        server.stop()
