@@ -32,8 +32,11 @@ application = PreloadMiddleware(
 
 # Twisted parses every POST body's Content-Type with the email package (and form bodies
 # into `request.args`) for its own resources; Daphne never reads either — Django parses
-# the body itself. It was ~4 % of a Daphne process's Python time on partner POSTs.
-WebRequest._parsePOSTFormSubmission = False
+# the body itself. It was ~4 % of a Daphne process's Python time on partner POSTs, all of
+# it on the event loop's thread (~19 % of that thread's time under the screen bench).
+# Twisted sets the flag on each request in __init__, so a plain class attribute would
+# be shadowed: a read-only property is not (tests/test_http_admission.py checks).
+WebRequest._parsePOSTFormSubmission = property(lambda request: False, lambda request, value: None)
 
 # Everything loaded so far (Django, the apps, the URL conf, the libraries) lives as long as
 # the process: frozen, the collector never walks it again. Young objects are collected
