@@ -110,10 +110,11 @@ def test_twisted_leaves_post_bodies_to_django():
     """Twisted would parse each POST's Content-Type with the email package on the event
     loop's thread (and form bodies into `args`) though Daphne never reads the result.
     It sets the flag per request in `Request.__init__`: the switch must survive that."""
-    import smartcity.asgi  # noqa: F401  (installs the switch)
     from daphne.http_protocol import WebRequest
     from twisted.web import http
     from twisted.web.test.requesthelper import DummyChannel
+
+    import smartcity.asgi  # noqa: F401  (installs the switch)
 
     request = http.Request.__new__(WebRequest)
     http.Request.__init__(request, DummyChannel())  # as Daphne's WebRequest.__init__ does first
