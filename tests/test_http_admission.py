@@ -117,6 +117,6 @@ def test_twisted_leaves_post_bodies_to_django():
     import smartcity.asgi  # noqa: F401  (installs the switch)
 
     request = http.Request.__new__(WebRequest)
-    http.Request.__init__(request, DummyChannel())  # as Daphne's WebRequest.__init__ does first
+    http.Request.__init__(request, DummyChannel())  # type: ignore[arg-type]  # as Daphne's WebRequest.__init__ does first
 
     assert request._parsePOSTFormSubmission is False
