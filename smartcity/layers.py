@@ -60,6 +60,15 @@ class _Shard(pubsub.RedisSingleShardConnection):
                 self.channel_layer.tell_all_lost()
                 await asyncio.sleep(RETRY_AFTER_FAILURE_S)
 
+    async def publish_many(self, items: list[tuple[str, bytes]]) -> None:
+        """PUBLISH each (channel, data) in order, in one round trip to Redis."""
+        async with self._lock:
+            self._ensure_redis()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel, data in items:
+                    pipe.publish(channel, data)
+                await pipe.execute()
+
     def _receive_message(self, message: Any) -> None:
         """A group's message is decoded once for the process, and offered to each member's
         direct handler first (see `PubSubChannelLayer.direct_add`); the rest are queued."""
@@ -138,6 +147,21 @@ class PubSubChannelLayer(pubsub.RedisPubSubChannelLayer):
             for data in kept:
                 queue.put_nowait(data)
         layer.direct[channel] = handler
+
+    async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        """`group_send` for each (group, message), in order, one round trip per Redis shard.
+
+        A busy process's event loop may take milliseconds per turn (its request threads
+        hold the GIL); one push per round trip then capped how many pushes per second
+        left it, and dashboards fell seconds behind at 100 events/s.
+        """
+        layer = self._get_layer()
+        by_shard: dict[_Shard, list[tuple[str, bytes]]] = {}
+        for group, message in sends:
+            channel = layer._get_group_channel_name(group)
+            by_shard.setdefault(layer._get_shard(channel), []).append((channel, self.serialize(message)))
+        for shard, items in by_shard.items():
+            await shard.publish_many(items)
 
     def direct_discard(self, channel: str) -> None:
         self._get_layer().direct.pop(channel, None)

@@ -55,15 +55,30 @@ class LoopPublisher:
             self.loop.create_task(self._drain())
 
     async def _drain(self) -> None:
+        """Send what is queued, in order: everything queued by now in one batch (one round
+        trip to Redis where the layer can), then what was queued meanwhile."""
         layer = get_channel_layer()
+        send_many = getattr(layer, "group_send_many", None)
         try:
             while self.pending:
-                group, message = self.pending.popleft()
+                batch = list(self.pending)
+                self.pending.clear()
                 try:
-                    if layer is not None:
-                        await layer.group_send(group, message)
-                except Exception:  # Redis away: the incident is stored; dashboards resync on reconnect.
-                    log.warning("push to %s failed; dashboards will resync", group, exc_info=True)
+                    if layer is None:
+                        continue
+                    if send_many is not None:
+                        await send_many(batch)
+                    else:
+                        for group, message in batch:
+                            await layer.group_send(group, message)
+                except Exception:  # Redis away: the incidents are stored; dashboards resync on reconnect.
+                    groups = ", ".join(sorted({group for group, _ in batch}))
+                    log.warning(
+                        "push to %s failed (%d pushes); dashboards will resync",
+                        groups,
+                        len(batch),
+                        exc_info=True,
+                    )
         finally:
             self.sending = False
 

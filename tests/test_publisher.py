@@ -42,12 +42,12 @@ async def test_a_request_thread_does_not_wait_for_a_slow_or_failing_redis(
     layer = get_channel_layer()
     sent: list[str] = []
 
-    async def slow_then_failing(group: str, message: dict) -> None:
+    async def slow_then_failing(sends: list[tuple[str, dict]]) -> None:
         await asyncio.sleep(0.5)
-        sent.append(message["text"])
+        sent.extend(message["text"] for _group, message in sends)
         raise ConnectionError("Redis went away")
 
-    monkeypatch.setattr(layer, "group_send", slow_then_failing)
+    monkeypatch.setattr(layer, "group_send_many", slow_then_failing)
     publisher.publisher_bind(asyncio.get_running_loop())
 
     def request_thread() -> float:
@@ -62,7 +62,7 @@ async def test_a_request_thread_does_not_wait_for_a_slow_or_failing_redis(
         if len(sent) == 2:
             break
         await asyncio.sleep(0.05)
-    assert sent == ["a", "b"], "a failed push does not stop the ones behind it"
+    assert sent == ["a", "b"], "every push was tried, in order"
     assert "push to test.publisher failed" in caplog.text
 
 
@@ -78,3 +78,34 @@ async def test_without_a_serving_loop_a_push_is_sent_at_once(bound_publisher):
     received = await asyncio.wait_for(layer.receive(channel), 5)
     assert received["text"] == "now"
     await layer.group_discard("test.publisher.direct", channel)
+
+
+@pytest.mark.asyncio
+async def test_a_failed_batch_does_not_stop_the_pushes_after_it(bound_publisher, monkeypatch, caplog):
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("test.publisher.after", channel)
+    real_send_many = layer.group_send_many
+    tried: list[list[str]] = []
+
+    async def first_batch_fails(sends: list[tuple[str, dict]]) -> None:
+        tried.append([message["text"] for _group, message in sends])
+        if len(tried) == 1:
+            raise ConnectionError("Redis went away")
+        await real_send_many(sends)
+
+    monkeypatch.setattr(layer, "group_send_many", first_batch_fails)
+    publisher.publisher_bind(asyncio.get_running_loop())
+
+    await asyncio.to_thread(publisher.channel_send, "test.publisher.after", {"type": "push", "text": "lost"})
+    for _ in range(40):
+        if tried:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.to_thread(publisher.channel_send, "test.publisher.after", {"type": "push", "text": "kept"})
+
+    received = await asyncio.wait_for(layer.receive(channel), 5)
+    assert received["text"] == "kept"
+    assert tried == [["lost"], ["kept"]]
+    assert "push to test.publisher.after failed (1 pushes)" in caplog.text
+    await layer.group_discard("test.publisher.after", channel)
