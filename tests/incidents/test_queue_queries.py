@@ -41,3 +41,23 @@ def test_queue_json_query_count_does_not_grow_with_the_queue(
     incidents = response.json()["incidents"]
     assert len(incidents) == 33
     assert all(len(i["cameras"]) == 1 and len(i["track"]) == 1 for i in incidents)
+
+
+def test_the_open_queue_is_read_off_its_own_index(center_factory) -> None:
+    """However many incidents a centre has, its dashboards' snapshot reads the open ones
+    in queue order from `incident_open_queue` instead of sorting all of them."""
+    from django.db import connection
+
+    from incidents.selectors import incidents_open_at
+
+    centre = center_factory("seoul-junggu", (126.96, 37.54, 127.03, 37.58))
+    queue_with(3, centre)
+    sql, params = incidents_open_at([centre.pk])[:200].query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a three-row table would be scanned anyway
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "incident_open_queue" in plan, plan
+    assert "Sort" not in plan.split("incident_open_queue")[0], plan  # the order comes from the index
