@@ -154,7 +154,11 @@ def incident_payload(incident: Incident, *, track: list[LocationFix] | None = No
 
 def camera_payload(ranked: IncidentCamera) -> CameraPayload:
     camera = ranked.camera
-    lat, lon = camera_position(camera)
+    lat: float | None = getattr(ranked, "camera_lat", None)  # read as numbers (ranked_cameras_shown)
+    lon: float | None = getattr(ranked, "camera_lon", None)
+    if lat is None or lon is None:
+        lat, lon = camera_position(camera)
+    has_stream: bool | None = getattr(ranked, "camera_stream_present", None)
     return {
         "id": ranked.camera_id,
         "name": camera.name,
@@ -165,7 +169,7 @@ def camera_payload(ranked: IncidentCamera) -> CameraPayload:
         "bearing_deg": camera.bearing_deg,
         "fov_deg": camera.fov_deg,
         "range_m": camera.range_m,
-        "has_stream": camera_has_stream(camera),
+        "has_stream": camera_has_stream(camera) if has_stream is None else has_stream,
     }
 
 

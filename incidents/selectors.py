@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Prefetch, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, F, FloatField, Func, Prefetch, Q, QuerySet
 
 from cameras.models import StaffProfile, StaffRole
 from incidents.models import OPEN_STATUSES, Incident, IncidentCamera, LocationFix
@@ -93,7 +93,24 @@ def incidents_open_at(centers: list[int] | None) -> QuerySet[Incident]:
     return (
         queryset.filter(status__in=OPEN_STATUSES)
         .order_by("priority", "received_at")
-        .prefetch_related(
-            Prefetch("ranked_cameras", queryset=IncidentCamera.objects.select_related("camera")), "fixes"
+        .prefetch_related(Prefetch("ranked_cameras", queryset=ranked_cameras_shown()), "fixes")
+    )
+
+
+def ranked_cameras_shown() -> QuerySet[IncidentCamera]:
+    """Ranked cameras with what a dashboard shows of them: the position as two numbers
+    (no GEOS point to build per camera) and whether a stream is set (not the URL).
+    A snapshot of 200 incidents holds 1,600 of these."""
+    return (
+        IncidentCamera.objects.select_related("camera")
+        .defer("camera__location", "camera__stream_url")
+        .annotate(
+            camera_lat=Func(
+                F("camera__location"), template="ST_Y(%(expressions)s::geometry)", output_field=FloatField()
+            ),
+            camera_lon=Func(
+                F("camera__location"), template="ST_X(%(expressions)s::geometry)", output_field=FloatField()
+            ),
+            camera_stream_present=ExpressionWrapper(~Q(camera__stream_url=""), output_field=BooleanField()),
         )
     )

@@ -61,3 +61,33 @@ def test_the_open_queue_is_read_off_its_own_index(center_factory) -> None:
 
     assert "incident_open_queue" in plan, plan
     assert "Sort" not in plan.split("incident_open_queue")[0], plan  # the order comes from the index
+
+
+def test_the_snapshot_shows_each_cameras_place_and_whether_it_streams_but_never_its_url(
+    center_factory,
+) -> None:
+    from incidents.consumers import snapshot_of
+
+    centre = center_factory("seoul-junggu", (126.96, 37.54, 127.03, 37.58))
+    incident = incident_at(centre)
+    secret = "rtsp://admin:hunter2@10.0.0.5/stream1"
+    streaming = Camera.objects.create(
+        code="S-1",
+        name="시청 앞",
+        center=centre,
+        location=make_point(lat=37.5661, lon=126.9771),
+        stream_url=secret,
+    )
+    silent = Camera.objects.create(
+        code="S-2", name="광장", center=centre, location=make_point(lat=37.5669, lon=126.9783)
+    )
+    IncidentCamera.objects.create(incident=incident, camera=streaming, rank=1, distance_m=10.0)
+    IncidentCamera.objects.create(incident=incident, camera=silent, rank=2, distance_m=20.0)
+
+    snapshot = snapshot_of([centre.pk])
+
+    cameras = snapshot["incidents"][0]["cameras"]
+    assert [(c["id"], c["has_stream"]) for c in cameras] == [(streaming.pk, True), (silent.pk, False)]
+    assert (cameras[0]["lat"], cameras[0]["lon"]) == pytest.approx((37.5661, 126.9771))
+    assert (cameras[1]["lat"], cameras[1]["lon"]) == pytest.approx((37.5669, 126.9783))
+    assert "hunter2" not in str(snapshot) and "rtsp://" not in str(snapshot)
