@@ -26,11 +26,8 @@ if an upgrade moves them.
 from __future__ import annotations
 
 import functools
-import logging
 import struct
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
@@ -75,10 +72,6 @@ class DirectSocket:
         if _TCP_SERVER is None or type(transport) is not _TCP_SERVER:
             return None  # TLS (or anything else) in between: its own write path must do it
         return cls(protocol, transport)
-
-    @property
-    def open(self) -> bool:
-        return self.protocol.state == self.protocol.STATE_OPEN and bool(self.transport.connected)
 
     def send_frame(self, *chunks: bytes) -> bool:
         """Write one frame given as its parts (header, payload). False when the socket is no
