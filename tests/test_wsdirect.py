@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -20,7 +19,7 @@ from channels.layers import get_channel_layer
 
 from incidents.realtime import center_group
 from smartcity import wsdirect
-from tests.fixtures.live_server import LiveDaphne, live_env
+from tests.fixtures.live_server import LiveDaphne, live_daphne  # noqa: F401  (fixture)
 from tests.incidents.conftest import operator_of
 from tests.incidents.test_scale_out import session_cookie
 
@@ -30,13 +29,8 @@ JUNGGU = ("seoul-junggu", (126.96, 37.54, 127.03, 37.58))
 
 
 @pytest.fixture
-def server(django_db_setup: None) -> Iterator[LiveDaphne]:
-    daphne = LiveDaphne(live_env())
-    daphne.start()
-    try:
-        yield daphne
-    finally:
-        daphne.stop()
+def server(live_daphne: LiveDaphne) -> LiveDaphne:  # noqa: F811
+    return live_daphne
 
 
 def probe(seq: int, size: int) -> str:
