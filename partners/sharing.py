@@ -43,7 +43,7 @@ from incidents.realtime import ShareMessage, SharePayload, group_of, group_send
 from incidents.timeline import timeline_add
 from partners.models import Agreement, Partner, Share, ShareCamera
 from partners.webhooks import VIEWER_URL_PENDING, webhook_enqueue
-from smartcity.sql import rows_insert_soon
+from smartcity.sql import instance_insert, rows_insert_soon
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +382,7 @@ def share_create(
     relayed = partner.pk != incident.partner_id
     basis = f"{incident.type} #{incident.pk}" + (f" — {reason}" if relayed else "")
     assert decision.agreement is not None
-    share = Share.objects.create(
+    share = Share(
         incident=incident,
         partner=partner,
         agreement=decision.agreement,
@@ -396,6 +396,7 @@ def share_create(
         token_nonce=nonce,
         token_hash=share_token_hash(share_token(nonce)),
     )
+    instance_insert(share)  # at intake for every "on event" type: see smartcity.sql
     camera_ids = share_cameras_set(share=share, camera_ids=incident_camera_ids(incident), fresh=True)
     minutes = decision.minutes
     timeline_add(

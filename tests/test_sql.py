@@ -1,0 +1,116 @@
+"""`smartcity.sql.instance_insert`: the intake's hot rows written as `save()` would write them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.contrib.gis.geos import Point
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from cameras.selectors import make_point
+from incidents.models import Incident
+from partners.models import Agreement, Partner, Share
+from smartcity.sql import insert_statement, instance_insert
+
+pytestmark = pytest.mark.django_db
+
+
+def stored(instance: models.Model) -> dict[str, Any]:
+    """Every column of the row as read back from the database (ids and timestamps left out)."""
+    model = type(instance)
+    row = model.objects.values().get(pk=instance.pk)  # type: ignore[attr-defined]
+    skip = {"id", "received_at", "updated_at", "created_at"}
+    return {name: value for name, value in row.items() if name not in skip}
+
+
+def incident_of(partner: Partner, external_id: str) -> Incident:
+    return Incident(
+        partner=partner,
+        external_id=external_id,
+        type="police.emergency_video",
+        priority=1,
+        location=make_point(lat=37.5663, lon=126.9779),
+        accuracy_m=12.5,
+        address="서울특별시 중구 세종대로 110",
+        summary="강도 신고",
+        subject={"name": "홍길동", "track": [1, 2]},
+        occurred_at=dt.datetime(2026, 12, 4, 1, 2, 3, tzinfo=dt.UTC),
+    )
+
+
+def test_an_incident_inserted_directly_reads_back_as_one_saved_by_the_orm():
+    partner = Partner.objects.create(slug="p", name="P", kind="police")
+    saved, direct = incident_of(partner, "a"), incident_of(partner, "b")
+    saved.save()
+    before = timezone.now()
+
+    instance_insert(direct)
+
+    assert direct.pk is not None and direct.pk != saved.pk
+    assert not direct._state.adding
+    assert stored(direct) == {**stored(saved), "external_id": "b"}
+    row = Incident.objects.get(pk=direct.pk)
+    assert row.status == "new" and row.location == direct.location  # the model's default, the point
+    assert before <= row.received_at == direct.received_at <= timezone.now()  # auto_now_add, as save()
+
+
+def test_a_share_inserted_directly_reads_back_as_one_saved_by_the_orm():
+    partner = Partner.objects.create(slug="p", name="P", kind="police")
+    agreement = Agreement.objects.create(partner=partner, title="t", valid_from=dt.date(2024, 1, 1))
+    incident = incident_of(partner, "a")
+    incident.save()
+    now = timezone.now()
+
+    def share(nonce: str) -> Share:
+        return Share(
+            incident=incident,
+            partner=partner,
+            agreement=agreement,
+            event_type=incident.type,
+            legal_basis="basis",
+            purpose="purpose",
+            starts_at=now,
+            expires_at=now + dt.timedelta(minutes=30),
+            token_nonce=nonce,
+            token_hash=nonce * 2,
+        )
+
+    saved, direct = share("n1"), share("n2")
+    saved.save()
+    instance_insert(direct)
+
+    expected = {**stored(saved), "token_nonce": "n2", "token_hash": "n2n2"}
+    assert stored(direct) == expected
+    assert Share.objects.get(pk=direct.pk).follows_subject is True  # the model's default
+
+
+def test_a_duplicate_fails_like_save_and_leaves_nothing():
+    partner = Partner.objects.create(slug="p", name="P", kind="police")
+    instance_insert(incident_of(partner, "same"))
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        instance_insert(incident_of(partner, "same"))
+
+    assert Incident.objects.filter(external_id="same").count() == 1
+
+
+def test_every_column_of_the_model_is_written():
+    sql, fields = insert_statement(Incident)
+
+    written = {field.column for field in fields}
+    assert written == {field.column for field in Incident._meta.concrete_fields} - {"id"}
+    assert sql.endswith('RETURNING "id"')
+
+
+def test_a_point_in_another_srid_is_refused_rather_than_stored_wrong():
+    partner = Partner.objects.create(slug="p", name="P", kind="police")
+    incident = incident_of(partner, "a")
+    incident.location = Point(14_135_000, 4_518_000, srid=3857)  # Seoul in web Mercator
+
+    with pytest.raises(ValueError, match="location"):
+        instance_insert(incident)
+
+    assert not Incident.objects.exists()
