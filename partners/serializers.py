@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
 from typing import Any
@@ -18,6 +19,27 @@ from incidents.models import Incident
 from incidents.selectors import incident_ranked_cameras
 from incidents.services import EventIn
 from partners.sharing import share_viewer_url
+
+
+class PrototypeFieldsSerializer(serializers.Serializer):
+    """A serializer whose fields are shallow copies of the class's declared ones.
+
+    DRF deep-copies every declared field for each serializer instance, which re-runs
+    each field's `__init__` (error messages merged over its classes, validators built):
+    on the intake's hot path that cost more than the validation itself. A declared
+    field is a prototype DRF itself never binds or uses; its copy gets its own binding
+    (`field_name`, `parent`, `source`) and shares only what validation never changes
+    (error messages, validators, choices). A nested serializer's copy builds its own
+    fields again, from its own prototypes.
+    """
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields: dict[str, serializers.Field] = {}
+        for name, prototype in self._declared_fields.items():
+            field = copy.copy(prototype)
+            field.__dict__.pop("fields", None)  # a serializer's bound fields are never shared
+            fields[name] = field
+        return fields
 
 
 class StrictFloatField(serializers.FloatField):
@@ -84,13 +106,13 @@ class OffsetDateTimeField(serializers.Field):
         return value.isoformat()
 
 
-class LocationSerializer(serializers.Serializer):
+class LocationSerializer(PrototypeFieldsSerializer):
     lat = StrictFloatField(min_value=-90, max_value=90)
     lon = StrictFloatField(min_value=-180, max_value=180)
     accuracy_m = StrictFloatField(min_value=0, max_value=100_000, required=False, allow_null=True)
 
 
-class EventInSerializer(serializers.Serializer):
+class EventInSerializer(PrototypeFieldsSerializer):
     """`POST /api/v1/events/` body (DESIGN §4)."""
 
     external_id = serializers.CharField(max_length=128, trim_whitespace=False)
@@ -126,7 +148,7 @@ class EventInSerializer(serializers.Serializer):
         )
 
 
-class LocationFixInSerializer(serializers.Serializer):
+class LocationFixInSerializer(PrototypeFieldsSerializer):
     """`POST /api/v1/events/<id>/locations/` body."""
 
     lat = StrictFloatField(min_value=-90, max_value=90)
