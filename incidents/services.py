@@ -16,7 +16,7 @@ from django.contrib.gis.geos import Point
 from django.db import IntegrityError, transaction
 
 from audit.services import audit_record, audited_transaction
-from cameras.selectors import cameras_nearest, center_for_point, make_point
+from cameras.selectors import EventPlace, NearbyCamera, cameras_nearest, event_place, make_point
 from incidents.catalogue import EVENT_TYPES
 from incidents.models import (
     OPEN_STATUSES,
@@ -51,16 +51,20 @@ class EventIn:
     subject: dict[str, Any] = field(default_factory=dict)
 
 
-def incident_cameras_rank(*, incident: Incident, fresh: bool = False) -> list[IncidentCamera]:
+def incident_cameras_rank(
+    *, incident: Incident, fresh: bool = False, nearby: list[NearbyCamera] | None = None
+) -> list[IncidentCamera]:
     """(Re)choose the incident's nearest cameras: default 8 within 500 m (settings).
 
     `fresh`: the incident was just created and has no cameras to replace yet.
+    `nearby`: its nearest cameras, if the caller has just read them.
     """
-    nearby = cameras_nearest(
-        point=incident.location,
-        limit=settings.INCIDENT_CAMERA_COUNT,
-        max_distance_m=settings.INCIDENT_CAMERA_RADIUS_M,
-    )
+    if nearby is None:
+        nearby = cameras_nearest(
+            point=incident.location,
+            limit=settings.INCIDENT_CAMERA_COUNT,
+            max_distance_m=settings.INCIDENT_CAMERA_RADIUS_M,
+        )
     if not fresh:
         IncidentCamera.objects.filter(incident=incident).delete()
     ranked = [
@@ -94,12 +98,25 @@ def incident_intake(
     constraint: when two copies race, the loser's INSERT fails and it returns the winner's.
     `agreements`: the partner's `agreements_of` the event's type, if the caller has them.
     """
+    # Where it lands is read before the transaction, in one round trip (see event_place);
+    # a repeat wastes that read, but repeats are rare.
+    point = make_point(lat=event.lat, lon=event.lon)
+    place = event_place(
+        point=point,
+        limit=settings.INCIDENT_CAMERA_COUNT,
+        max_distance_m=settings.INCIDENT_CAMERA_RADIUS_M,
+    )
     # No look-up first: the insert itself tells a repeat (one query fewer for every new
     # event, which is nearly every event).
     try:
         with audited_transaction():
             incident = incident_create(
-                partner=partner, event=event, request_id=request_id, agreements=agreements
+                partner=partner,
+                event=event,
+                request_id=request_id,
+                agreements=agreements,
+                point=point,
+                place=place,
             )
     except IntegrityError:
         # Sent before, or committed by a concurrent copy of this request just now.
@@ -108,10 +125,15 @@ def incident_intake(
 
 
 def incident_create(
-    *, partner: Partner, event: EventIn, request_id: str, agreements: list[Agreement] | None = None
+    *,
+    partner: Partner,
+    event: EventIn,
+    request_id: str,
+    point: Point,
+    place: EventPlace,
+    agreements: list[Agreement] | None = None,
 ) -> Incident:
-    point = make_point(lat=event.lat, lon=event.lon)
-    routing = center_for_point(point=point)
+    routing = place.routing
     catalogue = EVENT_TYPES[event.type]
     incident = Incident(
         partner=partner,
@@ -128,7 +150,7 @@ def incident_create(
         occurred_at=event.occurred_at,
     )
     instance_insert(incident)  # every event: the ORM's save spent more Python time than the INSERT
-    incident_cameras_rank(incident=incident, fresh=True)
+    incident_cameras_rank(incident=incident, fresh=True, nearby=place.nearest)
     text = f"{partner.name}: {catalogue.label}"
     if routing.outside_jurisdiction:
         text += f" (관할 밖, 가장 가까운 센터 {round(routing.distance_m)} m)"

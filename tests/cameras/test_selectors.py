@@ -6,7 +6,18 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from cameras.selectors import camera_has_stream, cameras_nearest, cameras_within, center_for_point, make_point
+from cameras.models import Camera, CameraStatus, Center
+from cameras.selectors import (
+    COVERING_FIELDS,
+    NEAREST_CAMERA_FIELDS,
+    camera_has_stream,
+    camera_position,
+    cameras_nearest,
+    cameras_within,
+    center_for_point,
+    event_place,
+    make_point,
+)
 
 # One metre of latitude near 37.5°N is about 1/110,950 of a degree.
 DEG_PER_M_LAT = 1 / 110_950
@@ -114,3 +125,52 @@ def test_selectors_never_load_the_stream_url(camera_factory):
     with CaptureQueriesContext(connection) as after:
         assert camera_has_stream(nearby[0].camera) is True
     assert not after.captured_queries  # answered from the annotation, no lazy load of the URL
+
+
+def attnames_in_model_order(model: type[Camera] | type[Center], names: list[str]) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields if field.attname in names]
+
+
+def test_the_rows_read_by_hand_list_their_columns_in_the_models_order():
+    # Model.from_db matches a partial row to fields by position, in the model's order.
+    assert attnames_in_model_order(Camera, NEAREST_CAMERA_FIELDS) == NEAREST_CAMERA_FIELDS
+    assert attnames_in_model_order(Center, COVERING_FIELDS) == COVERING_FIELDS
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("lat_lon", [(37.55, 126.95), (37.55, 127.01), (37.80, 127.20)], ids=str)
+def test_event_place_answers_as_routing_and_nearest_do_in_one_round_trip(
+    lat_lon, center_factory, camera_factory
+):
+    center_factory("west", (126.90, 37.50, 126.98, 37.60), retention_days=21)
+    center_factory("east", (126.98, 37.50, 127.06, 37.60))
+    lat, lon = lat_lon
+    for n in range(5):
+        camera_factory(lat=lat + n * 0.0005, lon=lon, status=CameraStatus.OFFLINE if n == 0 else "online")
+    camera_factory(lat=lat + 0.01, lon=lon, code="FAR-AWAY")  # ~1.1 km: beyond the radius
+    point = make_point(lat=lat, lon=lon)
+
+    with CaptureQueriesContext(connection) as queries:
+        place = event_place(point=point, limit=5, max_distance_m=500)
+
+    routing = center_for_point(point=point)
+    assert place.routing.outside_jurisdiction == routing.outside_jurisdiction
+    assert place.routing.distance_m == pytest.approx(routing.distance_m)
+    assert place.routing.center is not None and routing.center is not None
+    assert (place.routing.center.pk, place.routing.center.slug, place.routing.center.retention_days) == (
+        routing.center.pk,
+        routing.center.slug,
+        routing.center.retention_days,
+    )
+    expected = cameras_nearest(point=point, limit=5, max_distance_m=500)
+    assert [(n.camera.pk, n.camera.status) for n in place.nearest] == [
+        (n.camera.pk, n.camera.status) for n in expected
+    ]
+    assert [n.distance_m for n in place.nearest] == pytest.approx([n.distance_m for n in expected])
+    assert place.nearest[-1].camera.status == CameraStatus.OFFLINE  # the offline one ranks last
+    first = place.nearest[0].camera
+    assert camera_position(first) == pytest.approx((first.location.y, first.location.x))
+    assert camera_has_stream(first) is False and "stream_url" in first.get_deferred_fields()
+    # Routing and the nearest list in one round trip; the offline camera costs the
+    # re-ranking query, a point outside every jurisdiction the nearest-centre one.
+    assert len(queries) == 1 + 1 + (lat_lon == (37.80, 127.20))
