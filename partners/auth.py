@@ -15,7 +15,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from partners.models import ApiKey, Partner
+from partners.models import Agreement, ApiKey, Partner
 from partners.selectors import api_key_check
 from partners.services import api_key_touch
 from smartcity.redis import shared_redis
@@ -35,6 +35,15 @@ class PartnerUser:
     @property
     def pk(self) -> int:
         return self.partner.pk
+
+    def agreements_of(self, event_type: str) -> list[Agreement]:
+        """`partners.sharing.agreements_of` for this partner, from what came with the key if it did."""
+        from partners.sharing import agreements_listing, agreements_of  # sharing needs this module
+
+        read_with_key = getattr(self.key, "agreements", None)
+        if read_with_key is None:
+            return agreements_of(partner_id=self.partner.pk, event_type=event_type)
+        return agreements_listing(read_with_key, event_type)
 
 
 def signature_expected(*, secret: str, timestamp: str, body: bytes) -> str:
@@ -79,7 +88,9 @@ class PartnerKeyAuthentication(BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip():
             raise AuthenticationFailed("Authorization: Bearer <API key> is required")
-        key = api_key_check(raw=raw.strip())
+        # A view that reads the sender's agreements on every call has them read with the key.
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        key = api_key_check(raw=raw.strip(), with_agreements=getattr(view, "agreements_with_key", False))
         if key is None:
             raise AuthenticationFailed("unknown or revoked API key")
         if key.partner.signing_secret:

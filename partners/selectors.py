@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -54,14 +55,35 @@ WHERE k.prefix = %s
 """
 
 
-def api_key_check(*, raw: str) -> ApiKey | None:
-    """The active key `raw` is, with its partner, or None. Constant-time on the secret part."""
+@functools.cache
+def api_key_with_agreements_sql() -> str:
+    from partners.sharing import AGREEMENTS_OF_KEY_SQL
+
+    return f"{API_KEY_SQL.strip().replace('%s', '%(prefix)s')}; {AGREEMENTS_OF_KEY_SQL.strip()}"
+
+
+def api_key_check(*, raw: str, with_agreements: bool = False) -> ApiKey | None:
+    """The active key `raw` is, with its partner, or None. Constant-time on the secret part.
+
+    `with_agreements`: the partner's agreements come with it, in the same round trip, as
+    `key.agreements` ((agreement, {type: policy}) pairs; see `partners.sharing.agreements_listing`).
+    """
+    from partners.sharing import agreements_of_key_read
+
     prefix = api_key_prefix(raw)
     if prefix is None:
         return None
+    agreement_rows: list[tuple[object, ...]] = []
     with connection.cursor() as cursor:
-        cursor.execute(API_KEY_SQL, [prefix])
-        row = cursor.fetchone()
+        if with_agreements:
+            # Client-side binding sends both as one query; psycopg returns one result set each.
+            cursor.execute(api_key_with_agreements_sql(), {"prefix": prefix})
+            row = cursor.fetchone()
+            cursor.nextset()
+            agreement_rows = cursor.fetchall()
+        else:
+            cursor.execute(API_KEY_SQL, [prefix])
+            row = cursor.fetchone()
     if row is None:
         return None
     width = len(API_KEY_COLUMNS)
@@ -71,6 +93,8 @@ def api_key_check(*, raw: str) -> ApiKey | None:
         return None
     if key.revoked_at is not None or not key.partner.is_active:
         return None
+    if with_agreements:
+        key.agreements = agreements_of_key_read(agreement_rows)  # type: ignore[attr-defined]
     return key
 
 

@@ -129,14 +129,25 @@ SELECT a.id, a.partner_id, a.title, a.valid_from, a.valid_to, a.curfew_start, a.
        ARRAY(SELECT c.center_id FROM partners_agreement_centers c WHERE c.agreement_id = a.id),
        {policy}
 FROM partners_agreement a {join}
-WHERE a.partner_id = %(partner_id)s
+WHERE a.partner_id = {partner}
 ORDER BY a.valid_from DESC, a.id DESC
 """
 AGREEMENTS_OF_TYPE = {
     "policy": "t.share_policy",
     "join": "JOIN partners_agreementeventtype t ON t.agreement_id = a.id AND t.event_type = %(event_type)s",
+    "partner": "%(partner_id)s",
 }
-AGREEMENTS_ALL = {"policy": "NULL", "join": ""}
+AGREEMENTS_ALL = {"policy": "NULL", "join": "", "partner": "%(partner_id)s"}
+# Every agreement of the partner holding the API key %(prefix)s, with each type it lists
+# and that type's policy: read with the key itself (partners.selectors.api_key_check).
+AGREEMENTS_OF_KEY_SQL = AGREEMENTS_SQL.format(
+    policy=(
+        "ARRAY(SELECT t.event_type FROM partners_agreementeventtype t WHERE t.agreement_id = a.id),"
+        " ARRAY(SELECT t.share_policy FROM partners_agreementeventtype t WHERE t.agreement_id = a.id)"
+    ),
+    join="",
+    partner="(SELECT k.partner_id FROM partners_apikey k WHERE k.prefix = %(prefix)s)",
+)
 AGREEMENT_COLUMNS = (
     "id", "partner_id", "title", "valid_from", "valid_to", "curfew_start", "curfew_end",
     "max_share_minutes", "viewer_networks", "created_at",
@@ -162,6 +173,29 @@ def agreements_of(*, partner_id: int, event_type: str | None) -> list[Agreement]
             agreement.type_policy = row[width + 1]  # type: ignore[attr-defined]
         agreements.append(agreement)
     return agreements
+
+
+def agreements_of_key_read(rows: list[tuple[Any, ...]]) -> list[tuple[Agreement, dict[str, str]]]:
+    """AGREEMENTS_OF_KEY_SQL's rows: each agreement (with `center_ids`) and its {type: policy}."""
+    width = len(AGREEMENT_COLUMNS)
+    found = []
+    for row in rows:
+        agreement = Agreement.from_db(connection.alias, AGREEMENT_COLUMNS, row[:width])
+        agreement.center_ids = list(row[width] or [])  # type: ignore[attr-defined]
+        found.append((agreement, dict(zip(row[width + 1], row[width + 2], strict=True))))
+    return found
+
+
+def agreements_listing(
+    agreements: list[tuple[Agreement, dict[str, str]]], event_type: str
+) -> list[Agreement]:
+    """What `agreements_of(event_type=…)` answers, from all of a partner's agreements and their types."""
+    listing = []
+    for agreement, policies in agreements:
+        if event_type in policies:
+            agreement.type_policy = policies[event_type]  # type: ignore[attr-defined]
+            listing.append(agreement)
+    return listing
 
 
 def allows_type_on(agreements: list[Agreement], day: dt.date) -> bool:

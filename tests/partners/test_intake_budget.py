@@ -19,13 +19,14 @@ from partners.models import Share
 
 pytestmark = pytest.mark.django_db
 
-# Key, the sender's agreements (read once: the permission and the share's rules), the
-# route and the nearest cameras (one round trip, before the transaction), BEGIN,
+# The key with the sender's agreements (one round trip; read once: the permission and
+# the share's rules), the route and the nearest cameras (one round trip, before the
+# transaction), BEGIN,
 # incident, share, then in one round trip the deferred inserts (cameras' ranking, share
 # cameras, two timeline entries), the chain's lock and the two audit entries (and,
 # outside tests' enclosing transaction, the COMMIT). Raise it only for a reason the
 # commit gives.
-INTAKE_QUERY_BUDGET = 8
+INTAKE_QUERY_BUDGET = 7
 
 
 def test_a_police_event_with_its_automatic_share_stays_within_the_query_budget(

@@ -11,7 +11,10 @@ from django.utils import timezone
 from audit.models import AuditEntry
 from incidents.catalogue import EVENT_TYPES, PartnerKind, SharePolicy
 from incidents.models import IncidentStatus
+from partners.auth import PartnerUser
 from partners.models import Agreement, AgreementEventType, Share
+from partners.selectors import api_key_check
+from partners.services import api_key_create, api_key_revoke
 from partners.sharing import AGREEMENT_COLUMNS, Trigger, agreements_of, share_decide, share_rules
 from tests.shares.conftest import incident_of
 
@@ -59,6 +62,42 @@ def test_the_written_out_agreement_query_reads_every_field_in_model_order(partne
     listing = agreements_of(partner_id=police.pk, event_type="police.emergency_video")
     assert [getattr(a, "type_policy", None) for a in listing] == [SharePolicy.ON_EVENT]
     assert agreements_of(partner_id=police.pk, event_type="safety.safe_return") == []
+
+
+def described(agreement: Agreement) -> tuple[object, ...]:
+    return agreement.pk, getattr(agreement, "type_policy", None), getattr(agreement, "center_ids", None)
+
+
+def test_agreements_read_with_the_api_key_answer_as_agreements_of_does(partners, junggu):
+    police = partners["police"]
+    current = Agreement.objects.get(partner=police)
+    current.centers.set([junggu])
+    older = Agreement.objects.create(
+        partner=police, title="older", valid_from=dt.date(2020, 1, 1), valid_to=dt.date(2021, 1, 1)
+    )
+    AgreementEventType.objects.create(
+        agreement=older, event_type="police.dispatch", share_policy=SharePolicy.SEARCH_ONLY
+    )
+    Agreement.objects.create(partner=partners["fire"], title="someone else's", valid_from=dt.date(2024, 1, 1))
+    _, raw = api_key_create(partner=police)
+
+    key = api_key_check(raw=raw, with_agreements=True)
+
+    assert key is not None and key.partner == police
+    user = PartnerUser(partner=key.partner, key=key)
+    for event_type in [*EVENT_TYPES, "no.such_type"]:
+        expected = agreements_of(partner_id=police.pk, event_type=event_type)
+        read = user.agreements_of(event_type)
+        assert [described(a) for a in read] == [described(a) for a in expected], event_type
+    assert [a.pk for a in user.agreements_of("police.dispatch")] == [current.pk, older.pk]
+    assert user.agreements_of("safety.safe_return") == []
+
+
+def test_a_revoked_key_brings_no_agreements(partners):
+    key, raw = api_key_create(partner=partners["police"])
+    api_key_revoke(key=key, actor="test")
+
+    assert api_key_check(raw=raw, with_agreements=True) is None
 
 
 def test_the_table_covers_the_whole_catalogue():
