@@ -19,6 +19,7 @@ reads, so the table can be read top to bottom:
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import hashlib
 import hmac
@@ -189,12 +190,16 @@ def agreements_of_key_read(rows: list[tuple[Any, ...]]) -> list[tuple[Agreement,
 def agreements_listing(
     agreements: list[tuple[Agreement, dict[str, str]]], event_type: str
 ) -> list[Agreement]:
-    """What `agreements_of(event_type=…)` answers, from all of a partner's agreements and their types."""
+    """What `agreements_of(event_type=…)` answers, from all of a partner's agreements and their types.
+
+    Copies: asking for another type does not change the agreements an earlier answer holds.
+    """
     listing = []
     for agreement, policies in agreements:
         if event_type in policies:
-            agreement.type_policy = policies[event_type]  # type: ignore[attr-defined]
-            listing.append(agreement)
+            listed = copy.copy(agreement)
+            listed.type_policy = policies[event_type]  # type: ignore[attr-defined]
+            listing.append(listed)
     return listing
 
 

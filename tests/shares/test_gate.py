@@ -89,7 +89,13 @@ def test_agreements_read_with_the_api_key_answer_as_agreements_of_does(partners,
         expected = agreements_of(partner_id=police.pk, event_type=event_type)
         read = user.agreements_of(event_type)
         assert [described(a) for a in read] == [described(a) for a in expected], event_type
-    assert [a.pk for a in user.agreements_of("police.dispatch")] == [current.pk, older.pk]
+    dispatch = user.agreements_of("police.dispatch")
+    assert [a.pk for a in dispatch] == [current.pk, older.pk]
+    user.agreements_of("police.wanted_vehicle")  # another type (policy search_only) leaves this one alone
+    assert [described(a)[1] for a in dispatch] == [
+        AgreementEventType.objects.get(agreement=current, event_type="police.dispatch").share_policy,
+        SharePolicy.SEARCH_ONLY,
+    ]
     assert user.agreements_of("safety.safe_return") == []
 
 
