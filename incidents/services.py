@@ -30,8 +30,8 @@ from incidents.models import (
 from incidents.realtime import incident_created_publish_on_commit, incident_publish_on_commit
 from incidents.selectors import incident_ranked_cameras_remember
 from incidents.timeline import timeline_add
-from partners.models import Agreement, Partner
-from partners.sharing import shares_end_for_incident, shares_follow, shares_on_intake
+from partners.models import Agreement, Partner, Share
+from partners.sharing import shares_automatic, shares_end_for_incident, shares_follow, shares_on_intake
 from smartcity.sql import instance_insert, rows_insert_soon
 
 
@@ -149,7 +149,9 @@ def incident_create(
         subject=event.subject,
         occurred_at=event.occurred_at,
     )
-    instance_insert(incident)  # every event: the ORM's save spent more Python time than the INSERT
+    # Every event: the ORM's save spent more Python time than the INSERT. A type that may
+    # share with its sender draws the share's key in the same round trip.
+    drawn = instance_insert(incident, reserve=(Share,) if shares_automatic(incident.type) else ())
     incident_cameras_rank(incident=incident, fresh=True, nearby=place.nearest)
     text = f"{partner.name}: {catalogue.label}"
     if routing.outside_jurisdiction:
@@ -172,7 +174,12 @@ def incident_create(
     incident_created_publish_on_commit(incident)
     # The rule engine: "on event" types share live video with their sender at once,
     # in this transaction, so the 201 already carries the share.
-    shares_on_intake(incident=incident, request_id=request_id, sender_agreements=agreements)
+    shares_on_intake(
+        incident=incident,
+        request_id=request_id,
+        sender_agreements=agreements,
+        share_id=drawn[0] if drawn else None,
+    )
     return incident
 
 

@@ -44,7 +44,7 @@ from incidents.realtime import ShareMessage, SharePayload, group_of, group_send
 from incidents.timeline import timeline_add
 from partners.models import Agreement, Partner, Share, ShareCamera
 from partners.webhooks import VIEWER_URL_PENDING, webhook_enqueue
-from smartcity.sql import instance_insert, rows_insert_soon
+from smartcity.sql import instance_insert, instance_insert_soon, rows_insert_soon
 
 log = logging.getLogger(__name__)
 
@@ -334,11 +334,13 @@ def share_decide(
     minutes: int | None = None,
     request_id: str = "",
     sender_agreements: list[Agreement] | None = None,
+    share_id: int | None = None,
 ) -> ShareDecision:
     """Decide a share, audit the decision, and create the share when granted.
 
     Runs inside the caller's transaction when there is one (intake, dispatch request) so
-    the share exists exactly when the incident or action does.
+    the share exists exactly when the incident or action does. `share_id`: a key drawn
+    for it beforehand (see `shares_on_intake`).
     """
     reason = reason.strip()[:1000]
     # No savepoint: a failure anywhere fails the caller's whole action (nothing half-written).
@@ -370,6 +372,7 @@ def share_decide(
             reason=reason,
             purpose=purpose or EVENT_TYPES[incident.type].label,
             request_id=request_id,
+            share_id=share_id,
         )
     return ShareDecision(
         granted=True,
@@ -415,6 +418,7 @@ def share_create(
     reason: str,
     purpose: str,
     request_id: str,
+    share_id: int | None = None,
 ) -> Share:
     now = timezone.now()
     nonce = secrets.token_urlsafe(32)
@@ -422,6 +426,7 @@ def share_create(
     basis = f"{incident.type} #{incident.pk}" + (f" — {reason}" if relayed else "")
     assert decision.agreement is not None
     share = Share(
+        id=share_id,
         incident=incident,
         partner=partner,
         agreement=decision.agreement,
@@ -435,7 +440,10 @@ def share_create(
         token_nonce=nonce,
         token_hash=share_token_hash(share_token(nonce)),
     )
-    instance_insert(share)  # at intake for every "on event" type: see smartcity.sql
+    if share.pk is None:
+        instance_insert(share)
+    else:  # its key was drawn with the incident's INSERT: the row waits for the commit's round trip
+        instance_insert_soon(share)
     camera_ids = share_cameras_set(share=share, camera_ids=incident_camera_ids(incident), fresh=True)
     minutes = decision.minutes
     timeline_add(
@@ -518,14 +526,19 @@ def share_active_for(*, incident: Incident, partner: Partner) -> Share | None:
 
 
 def shares_on_intake(
-    *, incident: Incident, request_id: str = "", sender_agreements: list[Agreement] | None = None
+    *,
+    incident: Incident,
+    request_id: str = "",
+    sender_agreements: list[Agreement] | None = None,
+    share_id: int | None = None,
 ) -> ShareDecision | None:
     """The rule engine at intake: an automatic share to the sender where its policy says "on event".
 
     Types that never share automatically cost no query here (intake stays fast).
+    `share_id`: a key drawn for the share with the incident's INSERT (`shares_automatic`),
+    so the share's row can go with the transaction's last round trip.
     """
-    catalogue = EVENT_TYPES.get(incident.type)
-    if catalogue is None or catalogue.policy not in AUTOMATIC_POLICIES:
+    if not shares_automatic(incident.type):
         return None
     return share_decide(
         incident=incident,
@@ -533,7 +546,14 @@ def shares_on_intake(
         trigger=Trigger.EVENT,
         request_id=request_id,
         sender_agreements=sender_agreements,
+        share_id=share_id,
     )
+
+
+def shares_automatic(event_type: str) -> bool:
+    """Whether an event of this type may share with its sender at intake (the rules still decide)."""
+    catalogue = EVENT_TYPES.get(event_type)
+    return catalogue is not None and catalogue.policy in AUTOMATIC_POLICIES
 
 
 def shares_follow(*, incident: Incident) -> None:

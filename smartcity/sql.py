@@ -37,7 +37,7 @@ def rows_insert(
         return cursor.fetchall() if returning else []
 
 
-def instance_insert(instance: Model) -> None:
+def instance_insert(instance: Model, *, reserve: tuple[type[Model], ...] = ()) -> list[int]:
     """INSERT a new model instance as `instance.save()` would, for the intake's hot rows.
 
     Same values (each field's `pre_save`, so `auto_now_add` and defaults, then its
@@ -45,34 +45,63 @@ def instance_insert(instance: Model) -> None:
     never be left out; what it skips is the ORM's composing of the statement on every
     call and the `pre_save`/`post_save` signals (nothing in this project listens to them
     for the models written this way: incidents and shares). Sets the primary key.
+
+    `reserve`: models to draw one primary key each for, from their own sequences, in the
+    same round trip (returned in order), for rows the caller writes later with
+    `instance_insert_soon`. A key drawn and never used is a gap, as after a rollback.
     """
+    sql, fields = insert_statement(type(instance), reserve=reserve)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, insert_params(instance, fields))
+        row = cursor.fetchone()
+    assert row is not None  # INSERT … RETURNING of one row
+    instance.pk = row[0]
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return list(row[1:])
+
+
+def instance_insert_soon(instance: Model) -> None:
+    """`instance_insert` for an instance whose primary key is already drawn (`reserve`):
+    queued in a `writes_deferred()` block when nobody reads the row before the commit."""
     model = type(instance)
-    sql, fields = insert_statement(model)
+    if instance.pk is None:
+        raise ValueError(f"{model.__name__}: draw its primary key first (instance_insert's reserve)")
+    sql, fields = insert_statement(model, with_pk=True)
+    rows_insert_soon(sql, insert_params(instance, fields))
+    instance._state.adding = False
+    instance._state.db = connection.alias
+
+
+def insert_params(instance: Model, fields: list[Field[Any, Any]]) -> list[Any]:
     params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
     for field, value in zip(fields, params, strict=True):
         # Spatial values in another SRID would need ST_Transform around the placeholder.
         placeholder = getattr(field, "get_placeholder", None)
         if placeholder is not None and placeholder(value, None, connection) != "%s":
-            raise ValueError(f"{model.__name__}.{field.name}: value needs the ORM's own INSERT")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        (pk,) = cursor.fetchone()
-    instance.pk = pk
-    instance._state.adding = False
-    instance._state.db = connection.alias
+            raise ValueError(f"{type(instance).__name__}.{field.name}: value needs the ORM's own INSERT")
+    return params
 
 
 @functools.cache
-def insert_statement(model: type[Model]) -> tuple[str, list[Field[Any, Any]]]:
-    """The INSERT … RETURNING pk of every concrete column but an automatic primary key."""
+def insert_statement(
+    model: type[Model], *, reserve: tuple[type[Model], ...] = (), with_pk: bool = False
+) -> tuple[str, list[Field[Any, Any]]]:
+    """The INSERT of every concrete column (but an automatic primary key unless `with_pk`),
+    RETURNING the new pk and, for each model in `reserve`, a key drawn from its sequence."""
     meta = model._meta
-    fields = [field for field in meta.concrete_fields if not getattr(field, "db_returning", False)]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    fields = [field for field in meta.concrete_fields if with_pk or not getattr(field, "db_returning", False)]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
-    pk_column = connection.ops.quote_name(meta.pk.column)
-    table = connection.ops.quote_name(meta.db_table)
-    # Names from the model, quoted; values only ever as parameters.
-    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING {pk_column}"  # noqa: S608
+    returning = [quote(meta.pk.column)] + [
+        f"nextval(pg_get_serial_sequence('{other._meta.db_table}', '{other._meta.pk.column}'))"
+        for other in reserve
+    ]
+    # Names from the models (quoted, or literals of table names); values only ever as parameters.
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
+    if not with_pk:
+        sql += f" RETURNING {', '.join(returning)}"
     return sql, fields
 
 

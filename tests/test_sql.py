@@ -13,7 +13,13 @@ from django.utils import timezone
 from cameras.selectors import make_point
 from incidents.models import Incident
 from partners.models import Agreement, Partner, Share
-from smartcity.sql import insert_statement, instance_insert
+from smartcity.sql import (
+    insert_statement,
+    instance_insert,
+    instance_insert_soon,
+    statements_run,
+    writes_deferred,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -114,3 +120,50 @@ def test_a_point_in_another_srid_is_refused_rather_than_stored_wrong():
         instance_insert(incident)
 
     assert not Incident.objects.exists()
+
+
+def test_a_key_drawn_with_an_insert_is_used_later_and_never_handed_out_again():
+    partner = Partner.objects.create(slug="p", name="P", kind="police")
+    agreement = Agreement.objects.create(partner=partner, title="t", valid_from=dt.date(2024, 1, 1))
+    incident = incident_of(partner, "a")
+
+    with transaction.atomic(), writes_deferred() as queued:
+        (share_id,) = instance_insert(incident, reserve=(Share,))
+        now = timezone.now()
+        share = Share(
+            id=share_id,
+            incident=incident,
+            partner=partner,
+            agreement=agreement,
+            event_type=incident.type,
+            legal_basis="basis",
+            starts_at=now,
+            expires_at=now + dt.timedelta(minutes=30),
+            token_nonce="n1",
+            token_hash="h1",
+        )
+        instance_insert_soon(share)
+        assert not Share.objects.exists()  # queued, not written
+        statements_run(queued)
+
+    assert Share.objects.get().pk == share_id == share.pk
+    assert Share.objects.get().incident_id == incident.pk
+    after = Share.objects.create(
+        incident=incident,
+        partner=partner,
+        agreement=agreement,
+        event_type=incident.type,
+        legal_basis="b",
+        starts_at=now,
+        expires_at=now,
+        token_nonce="n2",
+        token_hash="h2",
+    )
+    assert after.pk > share_id  # the sequence moved on: no later row can take the drawn key
+
+
+def test_a_deferred_insert_needs_its_key_drawn_first():
+    partner = Partner.objects.create(slug="p", name="P", kind="police")
+
+    with pytest.raises(ValueError, match="draw its primary key"):
+        instance_insert_soon(incident_of(partner, "a"))
