@@ -24,11 +24,12 @@ def sections() -> list[Section]:
     Imported here rather than at the top because sections use models, which need
     django.setup() first.
     """
-    from bench import intake, load, retention, screen, spatial, video
+    from bench import instructions, intake, load, retention, screen, spatial, video
 
     return [
         ("spatial", spatial.run),
         ("intake", intake.run),
+        ("instructions", instructions.run),
         ("screen", screen.run),
         ("video", video.run),
         ("retention", retention.run),

@@ -5,7 +5,7 @@
 # names (see `python -m bench --list`); none runs them all.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-bash "$HERE/provision.sh"
+bash "$HERE/provision.sh" --bench
 # Sourced after provisioning: provision.sh may have recorded a local role in .run/local.env.
 source "$HERE/env.sh"
 cd "$ROOT"

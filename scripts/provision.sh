@@ -2,12 +2,14 @@
 # Make this machine ready to run or test the system, installing only what is missing:
 # Debian packages, the virtualenv, PostgreSQL + PostGIS and Redis (unless DATABASE_URL /
 # REDIS_URL point elsewhere). Idempotent: a second run takes seconds.
-# Usage: provision.sh [--test]   (--test adds what only the test suite needs)
+# Usage: provision.sh [--test | --bench]   (what only the test suite / the benchmarks need)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 export PGOPTIONS='-c client_min_messages=warning'
 WANT_TEST=0
+WANT_BENCH=0
 [ "${1:-}" = "--test" ] && WANT_TEST=1
+[ "${1:-}" = "--bench" ] && WANT_BENCH=1
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -39,6 +41,8 @@ PACKAGES=(
 # Korean glyphs for the browser tests and their screenshots; x265enc (plugins-bad) for
 # the H.265 test camera that shows the player's "codec not supported".
 [ $WANT_TEST -eq 1 ] && PACKAGES+=(chromium fonts-nanum gstreamer1.0-plugins-bad)
+# callgrind counts the intake's instructions (bench/instructions.py)
+[ $WANT_BENCH -eq 1 ] && PACKAGES+=(valgrind)
 apt_install "${PACKAGES[@]}"
 
 # --- Python virtualenv ---------------------------------------------------------
