@@ -81,7 +81,7 @@ def child(events: int) -> None:
     django.setup()
     from django.test import Client
 
-    from bench import intake, spatial
+    from bench import intake
     from partners.models import Partner
     from partners.services import api_key_create
 
@@ -91,17 +91,7 @@ def child(events: int) -> None:
     rng = random.Random(intake.LOAD_SEED)  # the same points in both children
     tag = f"{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{os.getpid()}"
     for n in range(WARMUP + events):
-        body = {
-            "external_id": f"instr-{tag}-{n}",
-            "type": intake.EVENT_TYPE,
-            "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
-            "location": {
-                "lat": rng.uniform(spatial.LAT_MIN, spatial.LAT_MAX),
-                "lon": rng.uniform(spatial.LON_MIN, spatial.LON_MAX),
-                "accuracy_m": 10,
-            },
-            "summary": "bench",
-        }
+        body = intake.event_body(f"instr-{tag}-{n}", rng)
         response = client.post(
             "/api/v1/events/",
             json.dumps(body),

@@ -363,23 +363,28 @@ def intake_request(key: str, run_tag: str = "") -> RequestMaker:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
     async def post(session: aiohttp.ClientSession, base_url: str, worker: int, seq: int) -> tuple[int, bytes]:
-        body = {
-            "external_id": f"bench-{run_tag}-{worker}-{seq}",
-            "type": EVENT_TYPE,
-            "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
-            "location": {
-                "lat": rng.uniform(spatial.LAT_MIN, spatial.LAT_MAX),
-                "lon": rng.uniform(spatial.LON_MIN, spatial.LON_MAX),
-                "accuracy_m": 10,
-            },
-            "summary": "bench",
-        }
+        body = event_body(f"bench-{run_tag}-{worker}-{seq}", rng)
         async with session.post(
             f"{base_url}/api/v1/events/", data=json.dumps(body), headers=headers
         ) as response:
             return response.status, await response.read()
 
     return post
+
+
+def event_body(external_id: str, rng: random.Random) -> dict[str, Any]:
+    """A new police event at a random point among the spatial section's cameras."""
+    return {
+        "external_id": external_id,
+        "type": EVENT_TYPE,
+        "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+        "location": {
+            "lat": rng.uniform(spatial.LAT_MIN, spatial.LAT_MAX),
+            "lon": rng.uniform(spatial.LON_MIN, spatial.LON_MAX),
+            "accuracy_m": 10,
+        },
+        "summary": "bench",
+    }
 
 
 async def attempt(request: Awaitable[tuple[int, bytes]]) -> tuple[int, bytes]:

@@ -119,9 +119,10 @@ def offline_last(
 
 def nearest_rows(*, point: Point, limit: int, max_distance_m: float | None) -> list[NearbyCamera]:
     sql = NEAREST_SQL.format(where=NEAREST_WITHIN if max_distance_m is not None else "")
-    params = {"point": point.ewkt, "limit": limit, "radius": max_distance_m}
-    rows = Camera.objects.raw(sql, params)
-    return by_distance(NearbyCamera(camera=c, distance_m=c.distance_m) for c in rows)  # type: ignore[attr-defined]
+    params: dict[str, str | float | None] = {"point": point.ewkt, "limit": limit, "radius": max_distance_m}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return by_distance(nearest_camera_of(row) for row in cursor.fetchall())
 
 
 def by_distance(found: Iterable[NearbyCamera]) -> list[NearbyCamera]:
@@ -135,7 +136,7 @@ NEAREST_CAMERA_FIELDS = ["id", "code", "name", "center_id", "status", "bearing_d
 
 
 def nearest_camera_of(row: Sequence[Any]) -> NearbyCamera:
-    """A NEAREST_SQL row as `Camera.objects.raw` would have built it."""
+    """A NEAREST_SQL row as a (partly deferred) Camera with its annotations and distance."""
     fields = len(NEAREST_CAMERA_FIELDS)
     camera = Camera.from_db(connection.alias, NEAREST_CAMERA_FIELDS, list(row[:fields]))
     camera.stream_present, camera.lat, camera.lon, camera.distance_m = row[fields:]  # type: ignore[attr-defined]

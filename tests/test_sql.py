@@ -47,6 +47,20 @@ def incident_of(partner: Partner, external_id: str) -> Incident:
     )
 
 
+def share_of(incident: Incident, agreement: Agreement, nonce: str, **extra: Any) -> Share:
+    now = timezone.now()
+    return Share(
+        incident=incident,
+        partner=incident.partner,
+        agreement=agreement,
+        event_type=incident.type,
+        legal_basis="basis",
+        token_nonce=nonce,
+        token_hash=nonce * 2,
+        **{"starts_at": now, "expires_at": now + dt.timedelta(minutes=30), **extra},
+    )
+
+
 def test_an_incident_inserted_directly_reads_back_as_one_saved_by_the_orm():
     partner = Partner.objects.create(slug="p", name="P", kind="police")
     saved, direct = incident_of(partner, "a"), incident_of(partner, "b")
@@ -70,21 +84,8 @@ def test_a_share_inserted_directly_reads_back_as_one_saved_by_the_orm():
     incident.save()
     now = timezone.now()
 
-    def share(nonce: str) -> Share:
-        return Share(
-            incident=incident,
-            partner=partner,
-            agreement=agreement,
-            event_type=incident.type,
-            legal_basis="basis",
-            purpose="purpose",
-            starts_at=now,
-            expires_at=now + dt.timedelta(minutes=30),
-            token_nonce=nonce,
-            token_hash=nonce * 2,
-        )
-
-    saved, direct = share("n1"), share("n2")
+    same = {"purpose": "purpose", "starts_at": now, "expires_at": now + dt.timedelta(minutes=30)}
+    saved, direct = share_of(incident, agreement, "n1", **same), share_of(incident, agreement, "n2", **same)
     saved.save()
     instance_insert(direct)
 
@@ -129,36 +130,15 @@ def test_a_key_drawn_with_an_insert_is_used_later_and_never_handed_out_again():
 
     with transaction.atomic(), writes_deferred() as queued:
         (share_id,) = instance_insert(incident, reserve=(Share,))
-        now = timezone.now()
-        share = Share(
-            id=share_id,
-            incident=incident,
-            partner=partner,
-            agreement=agreement,
-            event_type=incident.type,
-            legal_basis="basis",
-            starts_at=now,
-            expires_at=now + dt.timedelta(minutes=30),
-            token_nonce="n1",
-            token_hash="h1",
-        )
+        share = share_of(incident, agreement, "n1", id=share_id)
         instance_insert_soon(share)
         assert not Share.objects.exists()  # queued, not written
         statements_run(queued)
 
     assert Share.objects.get().pk == share_id == share.pk
     assert Share.objects.get().incident_id == incident.pk
-    after = Share.objects.create(
-        incident=incident,
-        partner=partner,
-        agreement=agreement,
-        event_type=incident.type,
-        legal_basis="b",
-        starts_at=now,
-        expires_at=now,
-        token_nonce="n2",
-        token_hash="h2",
-    )
+    after = share_of(incident, agreement, "n2")
+    after.save()
     assert after.pk > share_id  # the sequence moved on: no later row can take the drawn key
 
 
