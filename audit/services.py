@@ -258,7 +258,7 @@ def entries_append_sealed(
     if commit:
         statements.append(("COMMIT", []))
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(*statements_joined(statements))
+        cursor.execute(statements_joined(cursor, statements))
         for _ in range(len(before) + 1):  # the deferred inserts' results, then the lock's
             cursor.nextset()
         for entry in entries:

@@ -135,13 +135,19 @@ def writes_deferred() -> Iterator[list[Statement]]:
         _deferred.reset(token)
 
 
-def statements_joined(statements: list[Statement]) -> Statement:
-    """Several statements as one query string (one round trip under client-side binding)."""
-    return "; ".join(sql for sql, _ in statements), [value for _, params in statements for value in params]
+def statements_joined(cursor: Any, statements: list[Statement]) -> str:
+    """Several statements as one query string, values bound: one round trip for them all.
+
+    Each statement is bound on its own (the client-side binding psycopg would do for the
+    whole): psycopg keeps its parse of a statement with at most 50 parameters, so these
+    few statement shapes are parsed once per process. The intake's last round trip has
+    ~60 parameters in all, and psycopg parsed that joined text again on every event.
+    """
+    return "; ".join(cursor.mogrify(sql, params) for sql, params in statements)
 
 
 def statements_run(statements: list[Statement]) -> None:
     """Send queued statements in one round trip."""
     if statements:
         with connection.cursor() as cursor:
-            cursor.execute(*statements_joined(statements))
+            cursor.execute(statements_joined(cursor, statements))

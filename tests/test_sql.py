@@ -17,6 +17,7 @@ from smartcity.sql import (
     insert_statement,
     instance_insert,
     instance_insert_soon,
+    rows_insert_soon,
     statements_run,
     writes_deferred,
 )
@@ -147,3 +148,27 @@ def test_a_deferred_insert_needs_its_key_drawn_first():
 
     with pytest.raises(ValueError, match="draw its primary key"):
         instance_insert_soon(incident_of(partner, "a"))
+
+
+def test_queued_statements_with_many_values_between_them_store_each_value_exactly():
+    """The intake's last round trip carries ~60 values over several statements, each
+    bound on its own: quotes, percent signs, placeholders and backslashes arrive intact."""
+    partner = Partner.objects.create(slug="p", name="P", kind="police")
+    incident = incident_of(partner, "a")
+    incident.save()
+    texts = ["it's", "100 %", "%s and %(x)s", "back\\slash", "줄\n바꿈", "", "--", "'; DROP TABLE x; --"]
+    texts += [f"plain {n}" for n in range(12 - len(texts))]
+    sql = (
+        "INSERT INTO incidents_timelineentry (incident_id, at, kind, actor, text, partner_visible)"
+        " VALUES (%s, %s, %s, %s, %s, %s)"
+    )
+    at = timezone.now()
+
+    with transaction.atomic(), writes_deferred() as queued:
+        for text in texts:
+            rows_insert_soon(sql, [incident.pk, at, "note", "tester", text, False])
+        assert sum(len(params) for _, params in queued) > 50  # more than psycopg parses once
+        statements_run(queued)
+
+    stored_texts = list(incident.timeline.order_by("id").values_list("text", flat=True))
+    assert stored_texts == texts
