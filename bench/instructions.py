@@ -6,13 +6,14 @@ counts the instructions a process executes, the same for the same code and input
 however busy the machine is. Two child processes run under it side by side (sharing
 the cores changes nothing in their counts): one posts WARMUP events through Django's
 test client, the other WARMUP + EVENTS; the difference over EVENTS is what one event
-costs the request thread: middleware, DRF, the intake service, psycopg and libpq.
-Not Daphne's event loop and not PostgreSQL (other processes), nor the round trips'
-kernel time. To compare two builds, run this section in each, one after the other.
+costs the request thread (middleware, DRF, the intake service, psycopg and libpq) and
+the pushes it hands to an event loop thread, as under Daphne. Not Daphne's HTTP
+handling and not PostgreSQL (another process), nor the round trips' kernel time. To compare two builds, run this section in each, one after the other.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -21,6 +22,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from bench.common import Figure, report
@@ -29,6 +32,7 @@ EVENTS = 40
 WARMUP = 5
 ROOT = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT_S = 1800
+PUSHES_SETTLE_S = 1.0
 COLLECTED = re.compile(rb"Collected : (\d+)")
 CALLGRIND_OPTIONS = ("--tool=callgrind", "--callgrind-out-file=/dev/null")
 
@@ -58,7 +62,7 @@ def run() -> list[Figure]:
     counts = {events: collected(child) for events, child in children.items()}
     per_event = (counts[EVENTS] - counts[0]) / EVENTS
     report("instructions", f"{counts[0]:,} (warm-up only) and {counts[EVENTS]:,} (+{EVENTS} events)")
-    figure = Figure("intake instructions per event (request thread)", per_event / 1e6, "M")
+    figure = Figure("intake instructions per event (request + push threads)", per_event / 1e6, "M")
     report(figure.name, figure.shown())
     return [figure]
 
@@ -84,6 +88,13 @@ def child(events: int) -> None:
     from bench import intake
     from partners.models import Partner
     from partners.services import api_key_create
+    from smartcity.publisher import publisher_bind
+
+    # Pushes go to an event loop in a thread of its own, as under Daphne (smartcity/http.py
+    # binds the serving loop); without one, each push would start a thread and a loop.
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    publisher_bind(loop)
 
     partner = Partner.objects.get(slug=intake.PARTNER_SLUG)
     _, key = api_key_create(partner=partner, name="bench instructions", actor="bench")  # both children alike
@@ -100,6 +111,7 @@ def child(events: int) -> None:
         )
         if response.status_code != 201:
             raise SystemExit(f"event {n}: {response.status_code} {response.content[:300]!r}")
+    time.sleep(PUSHES_SETTLE_S)  # the last events' pushes leave before the count ends
 
 
 if __name__ == "__main__":
