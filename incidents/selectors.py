@@ -7,17 +7,19 @@ from django.db.models import BooleanField, ExpressionWrapper, F, FloatField, Fun
 
 from cameras.models import StaffProfile, StaffRole
 from incidents.models import OPEN_STATUSES, Incident, IncidentCamera, LocationFix
+from smartcity.memo import memo_set
 
 WATCHING_ROLES = (StaffRole.OPERATOR, StaffRole.SUPERVISOR)
 
 # Intake has just written an incident's ranked cameras (with their Camera rows) and
 # needs them twice more: for the operators' push and the partner's response. Keeping
-# the list on the instance saves re-reading what this very request wrote.
+# the list on the instance saves re-reading what this very request wrote (for the
+# request's duration: smartcity/memo.py).
 _RANKED_IN_MEMORY = "_ranked_cameras_in_memory"
 
 
 def incident_ranked_cameras_remember(*, incident: Incident, ranked: list[IncidentCamera]) -> None:
-    setattr(incident, _RANKED_IN_MEMORY, ranked)
+    memo_set(incident, _RANKED_IN_MEMORY, ranked)
 
 
 def incident_ranked_cameras(incident: Incident) -> list[IncidentCamera]:

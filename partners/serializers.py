@@ -41,6 +41,23 @@ class PrototypeFieldsSerializer(serializers.Serializer):
             fields[name] = field
         return fields
 
+    def is_valid(self, *, raise_exception: bool = False) -> bool:
+        """DRF's, then the bound fields are let go (see `fields_release`)."""
+        try:
+            return super().is_valid(raise_exception=raise_exception)
+        finally:
+            self.fields_release()
+
+    def fields_release(self) -> None:
+        """Drop the bound fields: each points back at this serializer (`parent`), a reference
+        cycle only Python's cyclic collector could free, and under load its runs paused
+        whole server processes. Validation has used them; `validated_data` and `errors`
+        do not need them, and anything that does builds them again."""
+        bound = vars(self).pop("fields", None)
+        for field in (bound or {}).values():
+            if isinstance(field, PrototypeFieldsSerializer):
+                field.fields_release()
+
 
 class StrictFloatField(serializers.FloatField):
     """A JSON number: no strings, no booleans, nothing infinite or NaN."""

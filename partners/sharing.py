@@ -44,6 +44,7 @@ from incidents.realtime import ShareMessage, SharePayload, group_of, group_send
 from incidents.timeline import timeline_add
 from partners.models import Agreement, Partner, Share, ShareCamera
 from partners.webhooks import VIEWER_URL_PENDING, webhook_enqueue
+from smartcity.memo import memo_set
 from smartcity.sql import instance_insert, instance_insert_soon, rows_insert_soon
 
 log = logging.getLogger(__name__)
@@ -463,7 +464,7 @@ def share_create(
         details=share_audit_details(share, camera_ids, reason=reason or decision.reason),
         request_id=request_id,
     )
-    setattr(incident, _NEW_SHARES, [*(shares_created_here(incident) or []), (share, camera_ids)])
+    memo_set(incident, _NEW_SHARES, [*(shares_created_here(incident) or []), (share, camera_ids)])
     share_announce_on_commit(share, "share.created", camera_ids=camera_ids)
     return share
 
