@@ -287,8 +287,8 @@ def test_partner_reads_its_own_incident_with_timeline(police, junggu):
     assert body["id"] == created["id"]
     assert body["status"] == "new"
     assert [entry["kind"] for entry in body["timeline"]] == ["received", "share"]
-    assert [share["viewer_url"] for share in body["shares"]] == [
-        share["viewer_url"] for share in created["shares"]
+    assert [(share["viewer_url"], share["cameras"]) for share in body["shares"]] == [
+        (share["viewer_url"], share["cameras"]) for share in created["shares"]
     ]
 
 
