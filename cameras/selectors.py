@@ -19,6 +19,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 
 from cameras.models import Camera, CameraStatus, Center
+from smartcity.sql import Prepared
 
 
 def make_point(*, lat: float, lon: float) -> Point:
@@ -169,6 +170,13 @@ COVERING_SQL = """
 """
 
 
+# The two reads of every partner event and location fix, prepared once per connection.
+PLACE_COVERING = Prepared("smartcity_place_covering", COVERING_SQL, ("point",))
+PLACE_NEAREST = Prepared(
+    "smartcity_place_nearest", NEAREST_SQL.format(where=NEAREST_WITHIN), ("point", "radius", "limit")
+)
+
+
 @dataclass(frozen=True)
 class EventPlace:
     """Where an event lands: the centre it is routed to, and its nearest cameras."""
@@ -183,11 +191,10 @@ def event_place(*, point: Point, limit: int, max_distance_m: float) -> EventPlac
     Every partner event asks both; each round trip inside a request costs the server two
     context switches and a GIL hand-off besides the query.
     """
-    nearest_sql = NEAREST_SQL.format(where=NEAREST_WITHIN)
     params: dict[str, str | float] = {"point": point.ewkt, "limit": limit, "radius": max_distance_m}
     with connection.cursor() as cursor:
         # Client-side binding sends both as one query; psycopg returns one result set each.
-        cursor.execute(f"{COVERING_SQL.strip()}; {nearest_sql.strip()}", params)
+        cursor.execute(f"{PLACE_COVERING.ready(cursor)}; {PLACE_NEAREST.ready(cursor)}", params)
         covering_row = cursor.fetchone()
         cursor.nextset()
         nearest = by_distance(nearest_camera_of(row) for row in cursor.fetchall())

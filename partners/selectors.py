@@ -14,6 +14,7 @@ from django.db.models import Q, QuerySet, Value
 from django.utils import timezone
 
 from partners.models import Agreement, ApiKey, Partner, Share
+from smartcity.sql import Prepared
 
 KEY_SCHEME = "scn"
 
@@ -56,11 +57,16 @@ WHERE k.prefix = %s
 """
 
 
+# Every partner request reads its key (and the events endpoint its agreements with it):
+# prepared once per connection.
+API_KEY = Prepared("smartcity_api_key", API_KEY_SQL.replace("%s", "%(prefix)s"), ("prefix",))
+
+
 @functools.cache
-def api_key_with_agreements_sql() -> str:
+def agreements_of_key() -> Prepared:
     from partners.sharing import AGREEMENTS_OF_KEY_SQL
 
-    return f"{API_KEY_SQL.strip().replace('%s', '%(prefix)s')}; {AGREEMENTS_OF_KEY_SQL.strip()}"
+    return Prepared("smartcity_agreements_of_key", AGREEMENTS_OF_KEY_SQL, ("prefix",))
 
 
 def api_key_check(*, raw: str, with_agreements: bool = False) -> ApiKey | None:
@@ -78,12 +84,13 @@ def api_key_check(*, raw: str, with_agreements: bool = False) -> ApiKey | None:
     with connection.cursor() as cursor:
         if with_agreements:
             # Client-side binding sends both as one query; psycopg returns one result set each.
-            cursor.execute(api_key_with_agreements_sql(), {"prefix": prefix})
+            sql = f"{API_KEY.ready(cursor)}; {agreements_of_key().ready(cursor)}"
+            cursor.execute(sql, {"prefix": prefix})
             row = cursor.fetchone()
             cursor.nextset()
             agreement_rows = cursor.fetchall()
         else:
-            cursor.execute(API_KEY_SQL, [prefix])
+            cursor.execute(API_KEY.ready(cursor), {"prefix": prefix})
             row = cursor.fetchone()
     if row is None:
         return None

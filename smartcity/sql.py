@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -151,3 +152,45 @@ def statements_run(statements: list[Statement]) -> None:
     if statements:
         with connection.cursor() as cursor:
             cursor.execute(statements_joined(cursor, statements))
+
+
+class Prepared:
+    """A hot read each database connection prepares once, then runs with EXECUTE.
+
+    Every partner event runs the same few reads; sent as text, PostgreSQL parses,
+    analyses and plans each one every time (for the place's two reads ~40 % of their
+    CPU on the server). Prepared, it only executes them. The statement is prepared in
+    a round trip of its own the first time a connection runs it (PREPARE is not undone
+    by a rollback, so it is recorded only once it has succeeded), and `execute_sql`
+    (EXECUTE with the same placeholders) can then join other statements in one round
+    trip, under client-side binding like every other statement. A new connection (after
+    a PostgreSQL restart, say) prepares again. `sql` takes only named placeholders
+    (`%(name)s`), listed in `params` in the order EXECUTE passes them.
+    """
+
+    def __init__(self, name: str, sql: str, params: tuple[str, ...]) -> None:
+        unnamed = NAMED_PLACEHOLDER.sub("", sql).replace("%%", "")
+        if set(NAMED_PLACEHOLDER.findall(sql)) != set(params) or "%" in unnamed:
+            raise ValueError(f"{name}: placeholders must be %(name)s, one per name in {params}")
+        self.name = name
+        positions = {param: n for n, param in enumerate(params, start=1)}
+        body = NAMED_PLACEHOLDER.sub(lambda found: f"${positions[found.group(1)]}", sql).replace("%%", "%")
+        self.prepare_sql = f"PREPARE {name} AS {body.strip()}"
+        self.execute_sql = f"EXECUTE {name}({', '.join(f'%({param})s' for param in params)})"
+
+    def ready(self, cursor: Any) -> str:
+        """`execute_sql`, once this statement is prepared on `cursor`'s connection."""
+        raw = cursor.connection  # psycopg's connection, whatever wraps the cursor
+        done: set[str] | None = getattr(raw, PREPARED_ATTRIBUTE, None)
+        if done is None:
+            done = set()
+            setattr(raw, PREPARED_ATTRIBUTE, done)
+        if self.name not in done:
+            cursor.execute(self.prepare_sql)
+            done.add(self.name)
+        return self.execute_sql
+
+
+NAMED_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+# The names of the `Prepared` statements a psycopg connection holds, kept on that connection.
+PREPARED_ATTRIBUTE = "_smartcity_prepared"

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 from django.contrib.gis.geos import Point
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, ProgrammingError, connection, models, transaction
 from django.utils import timezone
 
 from cameras.selectors import make_point
 from incidents.models import Incident
 from partners.models import Agreement, Partner, Share
 from smartcity.sql import (
+    Prepared,
     insert_statement,
     instance_insert,
     instance_insert_soon,
@@ -172,3 +173,57 @@ def test_queued_statements_with_many_values_between_them_store_each_value_exactl
 
     stored_texts = list(incident.timeline.order_by("id").values_list("text", flat=True))
     assert stored_texts == texts
+
+
+PARTNER_BY_SLUG = Prepared(
+    "test_partner_by_slug",
+    "SELECT slug, name FROM partners_partner WHERE slug = %(slug)s OR name LIKE %(name)s || '%%'",
+    ("slug", "name"),
+)
+
+
+def test_a_prepared_read_answers_as_the_plain_one_on_every_connection_and_after_a_rollback():
+    Partner.objects.create(slug="p", name="Police 112", kind="police")
+    Partner.objects.create(slug="f", name="Fire 119", kind="fire")
+
+    with connection.cursor() as cursor:
+        cursor.execute(PARTNER_BY_SLUG.ready(cursor), {"slug": "p", "name": "Fire"})
+        first = sorted(cursor.fetchall())
+        cursor.execute(PARTNER_BY_SLUG.ready(cursor), {"slug": "nobody", "name": "Pol"})  # EXECUTE only
+        second = cursor.fetchall()
+
+    assert first == [("f", "Fire 119"), ("p", "Police 112")]
+    assert second == [("p", "Police 112")]
+    # A statement first prepared in a block that rolls back stays prepared (PREPARE is
+    # not transactional), so the record of it stays true.
+    names = Prepared(
+        "test_partner_names", "SELECT name FROM partners_partner WHERE kind = %(kind)s", ("kind",)
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(names.ready(cursor), {"kind": "fire"})
+        Partner.objects.create(slug="p", name="again", kind="police")
+    with connection.cursor() as cursor:
+        cursor.execute(names.ready(cursor), {"kind": "fire"})  # EXECUTE only
+        assert cursor.fetchall() == [("Fire 119",)]
+
+
+def test_a_statement_that_fails_to_prepare_is_not_taken_for_prepared():
+    broken = Prepared(
+        "test_broken", "SELECT no_such_column FROM partners_partner WHERE slug = %(slug)s", ("slug",)
+    )
+
+    for _ in range(2):  # the second try prepares again, and fails the same way
+        with (
+            pytest.raises(ProgrammingError, match="no_such_column"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            broken.ready(cursor)
+
+
+def test_placeholders_other_than_the_named_ones_are_refused():
+    with pytest.raises(ValueError, match="placeholders"):
+        Prepared("test_positional", "SELECT 1 WHERE 1 = %s", ("one",))
+    with pytest.raises(ValueError, match="placeholders"):
+        Prepared("test_missing", "SELECT %(a)s", ("a", "b"))

@@ -149,6 +149,7 @@ def test_event_place_answers_as_routing_and_nearest_do_in_one_round_trip(
         camera_factory(lat=lat + n * 0.0005, lon=lon, status=CameraStatus.OFFLINE if n == 0 else "online")
     camera_factory(lat=lat + 0.01, lon=lon, code="FAR-AWAY")  # ~1.1 km: beyond the radius
     point = make_point(lat=lat, lon=lon)
+    event_place(point=point, limit=5, max_distance_m=500)  # a connection prepares the reads once
 
     with CaptureQueriesContext(connection) as queries:
         place = event_place(point=point, limit=5, max_distance_m=500)
