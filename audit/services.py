@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from smartcity.sql import Statement, statements_joined, statements_run, writes_deferred
+from smartcity.sql import Prepared, Statement, statements_joined, statements_run, writes_deferred
 
 GENESIS_HASH = "0" * 64
 CHAIN_LOCK_KEY = 0x5AFE_7E7  # any constant shared by every writer
@@ -251,10 +251,10 @@ def entries_append_sealed(
     `before`: the transaction's deferred inserts, sent ahead of the lock; `commit`: the
     transaction's COMMIT, sent after the inserts (only when the caller's block ends it).
     """
-    statements = [*before, (CHAIN_LOCK_SQL, [CHAIN_LOCK_KEY])]
+    statements = [*before, (CHAIN_LOCK, [CHAIN_LOCK_KEY])]
     for entry in entries:
         head, tail = canonical_around_prev_hash(entry)
-        statements.append((ENTRY_APPEND_SQL, [*entry_row(entry)[:-2], head, tail, GENESIS_HASH]))
+        statements.append((ENTRY_APPEND, [*entry_row(entry)[:-2], head, tail, GENESIS_HASH]))
     if commit:
         statements.append(("COMMIT", []))
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
@@ -324,11 +324,14 @@ COPY_COLUMNS = (
 # `entry_hash` would: sha256 over the canonical bytes with the previous hash in the gap.
 ENTRY_APPEND_SQL = f"""
 INSERT INTO audit_auditentry ({", ".join(COPY_COLUMNS)})
-SELECT %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, head.hash,
+SELECT %s::timestamptz, %s, %s, %s::integer, %s::bigint, %s, %s, %s::jsonb, %s, head.hash,
        encode(sha256(%s::bytea || convert_to(head.hash, 'UTF8') || %s::bytea), 'hex')
 FROM (SELECT coalesce((SELECT hash FROM audit_auditentry ORDER BY id DESC LIMIT 1), %s) AS hash) AS head
 RETURNING id, prev_hash, hash
 """  # noqa: S608 — fixed columns
+# Both run in every audited write's last round trip: prepared once per connection.
+CHAIN_LOCK = Prepared("smartcity_chain_lock", CHAIN_LOCK_SQL)
+ENTRY_APPEND = Prepared("smartcity_entry_append", ENTRY_APPEND_SQL)
 
 
 def entries_copy(entries: list[AuditEntry]) -> None:

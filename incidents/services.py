@@ -32,7 +32,7 @@ from incidents.selectors import incident_ranked_cameras_remember
 from incidents.timeline import timeline_add
 from partners.models import Agreement, Partner, Share
 from partners.sharing import shares_automatic, shares_end_for_incident, shares_follow, shares_on_intake
-from smartcity.sql import instance_insert, rows_insert_soon
+from smartcity.sql import Prepared, instance_insert, rows_insert_soon
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,14 @@ def incident_cameras_rank(
 
 # Written out (every event ranks its cameras): the ORM's bulk_create spent more Python
 # time composing this than PostgreSQL took to run it.
-RANKED_CAMERAS_INSERT = """
-INSERT INTO incidents_incidentcamera (incident_id, camera_id, rank, distance_m)
-SELECT %s, camera_id, rank, distance_m
-FROM unnest(%s::bigint[], %s::float8[]) WITH ORDINALITY AS ranked (camera_id, distance_m, rank)
-"""
+RANKED_CAMERAS_INSERT = Prepared(
+    "smartcity_ranked_cameras_insert",
+    """
+    INSERT INTO incidents_incidentcamera (incident_id, camera_id, rank, distance_m)
+    SELECT %s::bigint, camera_id, rank, distance_m
+    FROM unnest(%s::bigint[], %s::float8[]) WITH ORDINALITY AS ranked (camera_id, distance_m, rank)
+    """,
+)
 
 
 def incident_intake(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from smartcity.sql import rows_insert_soon
+from smartcity.sql import Prepared, rows_insert_soon
 
 # As TimelineEntry.objects.create(...) would write it (`at` is auto_now_add).
-TIMELINE_INSERT = """
+TIMELINE_SQL = """
 INSERT INTO incidents_timelineentry (incident_id, at, kind, actor, text, partner_visible)
 VALUES (%s, %s, %s, %s, %s, %s)
 """
+TIMELINE_INSERT = Prepared("smartcity_timeline_insert", TIMELINE_SQL)
 
 
 def timeline_add(*, incident_id: int, kind: str, actor: str, text: str, partner_visible: bool = True) -> None:

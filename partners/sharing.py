@@ -45,7 +45,7 @@ from incidents.timeline import timeline_add
 from partners.models import Agreement, Partner, Share, ShareCamera
 from partners.webhooks import VIEWER_URL_PENDING, webhook_enqueue
 from smartcity.memo import memo_set
-from smartcity.sql import instance_insert, instance_insert_soon, rows_insert_soon
+from smartcity.sql import Prepared, instance_insert, instance_insert_soon, rows_insert_soon
 
 log = logging.getLogger(__name__)
 
@@ -509,10 +509,13 @@ def share_cameras_set(*, share: Share, camera_ids: list[int], fresh: bool = Fals
 
 
 # Written out, as the intake runs it for every event that shares (see smartcity/sql.py).
-SHARE_CAMERAS_INSERT = """
-INSERT INTO partners_sharecamera (share_id, camera_id, rank)
-SELECT %s, camera_id, rank FROM unnest(%s::bigint[]) WITH ORDINALITY AS ranked (camera_id, rank)
-"""
+SHARE_CAMERAS_INSERT = Prepared(
+    "smartcity_share_cameras_insert",
+    """
+    INSERT INTO partners_sharecamera (share_id, camera_id, rank)
+    SELECT %s::bigint, camera_id, rank FROM unnest(%s::bigint[]) WITH ORDINALITY AS ranked (camera_id, rank)
+    """,
+)
 
 
 def share_active_for(*, incident: Incident, partner: Partner) -> Share | None:

@@ -23,18 +23,19 @@ from typing import Any
 from django.db import connection
 from django.db.models import Field, Model
 
-Statement = tuple[str, list[Any]]
+# A statement and its parameters; a `Prepared` one runs as EXECUTE (see below).
+Statement = tuple["str | Prepared", Any]
 
 # The queued inserts of the outermost open `writes_deferred()` block of this thread / task.
 _deferred: ContextVar[list[Statement] | None] = ContextVar("writes_deferred", default=None)
 
 
 def rows_insert(
-    sql: str, params: list[Any] | dict[str, Any], *, returning: bool = False
+    sql: str | Prepared, params: list[Any] | dict[str, Any], *, returning: bool = False
 ) -> list[tuple[Any, ...]]:
     """Run a written-out INSERT; the rows it returns when `returning`."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql.ready(cursor) if isinstance(sql, Prepared) else sql, params)
         return cursor.fetchall() if returning else []
 
 
@@ -51,9 +52,9 @@ def instance_insert(instance: Model, *, reserve: tuple[type[Model], ...] = ()) -
     same round trip (returned in order), for rows the caller writes later with
     `instance_insert_soon`. A key drawn and never used is a gap, as after a rollback.
     """
-    sql, fields = insert_statement(type(instance), reserve=reserve)
+    statement, fields = insert_statement(type(instance), reserve=reserve)
     with connection.cursor() as cursor:
-        cursor.execute(sql, insert_params(instance, fields))
+        cursor.execute(statement.ready(cursor), insert_params(instance, fields))
         row = cursor.fetchone()
     assert row is not None  # INSERT … RETURNING of one row
     instance.pk = row[0]
@@ -68,8 +69,8 @@ def instance_insert_soon(instance: Model) -> None:
     model = type(instance)
     if instance.pk is None:
         raise ValueError(f"{model.__name__}: draw its primary key first (instance_insert's reserve)")
-    sql, fields = insert_statement(model, with_pk=True)
-    rows_insert_soon(sql, insert_params(instance, fields))
+    statement, fields = insert_statement(model, with_pk=True)
+    rows_insert_soon(statement, insert_params(instance, fields))
     instance._state.adding = False
     instance._state.db = connection.alias
 
@@ -87,7 +88,7 @@ def insert_params(instance: Model, fields: list[Field[Any, Any]]) -> list[Any]:
 @functools.cache
 def insert_statement(
     model: type[Model], *, reserve: tuple[type[Model], ...] = (), with_pk: bool = False
-) -> tuple[str, list[Field[Any, Any]]]:
+) -> tuple[Prepared, list[Field[Any, Any]]]:
     """The INSERT of every concrete column (but an automatic primary key unless `with_pk`),
     RETURNING the new pk and, for each model in `reserve`, a key drawn from its sequence."""
     meta = model._meta
@@ -103,16 +104,23 @@ def insert_statement(
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
     if not with_pk:
         sql += f" RETURNING {', '.join(returning)}"
-    return sql, fields
+    name = "_".join(
+        ["smartcity_insert", meta.db_table, *(["pk"] if with_pk else []), *reserved_names(reserve)]
+    )
+    return Prepared(name, sql), fields
 
 
-def rows_insert_soon(sql: str, params: list[Any]) -> None:
+def reserved_names(reserve: tuple[type[Model], ...]) -> list[str]:
+    return [f"draws_{other._meta.db_table}" for other in reserve]
+
+
+def rows_insert_soon(sql: str | Prepared, params: list[Any]) -> None:
     """An INSERT whose result nobody needs: queued in a `writes_deferred()` block, else run now."""
     queue = _deferred.get()
     if queue is None:
         rows_insert(sql, params)
     else:
-        queue.append((sql.strip().rstrip(";"), params))
+        queue.append((sql if isinstance(sql, Prepared) else sql.strip().rstrip(";"), params))
 
 
 @contextlib.contextmanager
@@ -144,7 +152,10 @@ def statements_joined(cursor: Any, statements: list[Statement]) -> str:
     few statement shapes are parsed once per process. The intake's last round trip has
     ~60 parameters in all, and psycopg parsed that joined text again on every event.
     """
-    return "; ".join(cursor.mogrify(sql, params) for sql, params in statements)
+    return "; ".join(
+        cursor.mogrify(sql.ready(cursor) if isinstance(sql, Prepared) else sql, params)
+        for sql, params in statements
+    )
 
 
 def statements_run(statements: list[Statement]) -> None:
@@ -155,9 +166,9 @@ def statements_run(statements: list[Statement]) -> None:
 
 
 class Prepared:
-    """A hot read each database connection prepares once, then runs with EXECUTE.
+    """A hot statement each database connection prepares once, then runs with EXECUTE.
 
-    Every partner event runs the same few reads; sent as text, PostgreSQL parses,
+    Every partner event runs the same few statements; sent as text, PostgreSQL parses,
     analyses and plans each one every time (for the place's two reads ~40 % of their
     CPU on the server). Prepared, it only executes them. The statement is prepared in
     a round trip of its own the first time a connection runs it (PREPARE is not undone
@@ -165,18 +176,31 @@ class Prepared:
     (EXECUTE with the same placeholders) can then join other statements in one round
     trip, under client-side binding like every other statement. A new connection (after
     a PostgreSQL restart, say) prepares again. `sql` takes only named placeholders
-    (`%(name)s`), listed in `params` in the order EXECUTE passes them.
+    (`%(name)s`), listed in `params` in the order EXECUTE passes them, or, without
+    `params`, only positional ones (`%s`). Where PostgreSQL cannot tell a parameter's
+    type from its place (a bare `SELECT %s` feeding an INSERT), the statement casts it.
     """
 
-    def __init__(self, name: str, sql: str, params: tuple[str, ...]) -> None:
-        unnamed = NAMED_PLACEHOLDER.sub("", sql).replace("%%", "")
-        if set(NAMED_PLACEHOLDER.findall(sql)) != set(params) or "%" in unnamed:
-            raise ValueError(f"{name}: placeholders must be %(name)s, one per name in {params}")
+    def __init__(self, name: str, sql: str, params: tuple[str, ...] | None = None) -> None:
+        bare = NAMED_PLACEHOLDER.sub("", sql).replace("%%", "")
+        if params is None:  # positional: `%s` only, passed in order
+            count = bare.count("%s")
+            if NAMED_PLACEHOLDER.search(sql) or "%" in bare.replace("%s", ""):
+                raise ValueError(f"{name}: positional placeholders must all be %s")
+            pieces = iter(range(1, count + 1))
+            body = re.sub(r"%%|%s", lambda found: "%" if found.group(0) == "%%" else f"${next(pieces)}", sql)
+            arguments = ["%s"] * count
+        else:
+            if set(NAMED_PLACEHOLDER.findall(sql)) != set(params) or "%" in bare:
+                raise ValueError(f"{name}: placeholders must be %(name)s, one per name in {params}")
+            positions = {param: n for n, param in enumerate(params, start=1)}
+            body = NAMED_PLACEHOLDER.sub(lambda found: f"${positions[found.group(1)]}", sql).replace(
+                "%%", "%"
+            )
+            arguments = [f"%({param})s" for param in params]
         self.name = name
-        positions = {param: n for n, param in enumerate(params, start=1)}
-        body = NAMED_PLACEHOLDER.sub(lambda found: f"${positions[found.group(1)]}", sql).replace("%%", "%")
-        self.prepare_sql = f"PREPARE {name} AS {body.strip()}"
-        self.execute_sql = f"EXECUTE {name}({', '.join(f'%({param})s' for param in params)})"
+        self.prepare_sql = f"PREPARE {name} AS {body.strip().rstrip(';')}"
+        self.execute_sql = f"EXECUTE {name}({', '.join(arguments)})" if arguments else f"EXECUTE {name}"
 
     def ready(self, cursor: Any) -> str:
         """`execute_sql`, once this statement is prepared on `cursor`'s connection."""

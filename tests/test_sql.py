@@ -107,11 +107,11 @@ def test_a_duplicate_fails_like_save_and_leaves_nothing():
 
 
 def test_every_column_of_the_model_is_written():
-    sql, fields = insert_statement(Incident)
+    statement, fields = insert_statement(Incident)
 
     written = {field.column for field in fields}
     assert written == {field.column for field in Incident._meta.concrete_fields} - {"id"}
-    assert sql.endswith('RETURNING "id"')
+    assert statement.prepare_sql.endswith('RETURNING "id"')
 
 
 def test_a_point_in_another_srid_is_refused_rather_than_stored_wrong():

@@ -16,6 +16,7 @@ from audit.models import AuditEntry
 from audit.verify import audit_chain_verify
 from incidents.models import Incident, TimelineKind
 from partners.models import Share
+from smartcity.sql import Prepared
 
 pytestmark = pytest.mark.django_db
 
@@ -45,22 +46,23 @@ def test_a_police_event_with_its_automatic_share_stays_within_the_query_budget(
     assert len(body["cameras"]) == 6
     sql = [q["sql"] for q in queries.captured_queries]
     assert len(sql) <= INTAKE_QUERY_BUDGET, "\n".join(s[:140] for s in sql)
-    assert sum("pg_advisory_xact_lock" in s for s in sql) == 1, "the chain lock is taken once"
+    assert sum("EXECUTE smartcity_chain_lock" in s for s in sql) == 1, "the chain lock is taken once"
     # The transaction's end (a savepoint here: the test runs inside one) comes right
     # after the chain append, which is one round trip: the inserts nobody reads before
     # the commit, then the lock, then both audit entries, hashed by PostgreSQL.
     end = next(i for i, s in enumerate(sql) if s.startswith(("COMMIT", "RELEASE SAVEPOINT")))
     append = sql[end - 1]
-    lock = append.index("pg_advisory_xact_lock")
-    assert append.index("INSERT INTO incidents_timelineentry") < lock
-    assert append.index("INSERT INTO incidents_incidentcamera") < lock
-    assert append.index("INSERT INTO partners_sharecamera") < lock
+    lock = append.index("EXECUTE smartcity_chain_lock")
+    assert append.index("EXECUTE smartcity_timeline_insert") < lock
+    assert append.index("EXECUTE smartcity_ranked_cameras_insert") < lock
+    assert append.index("EXECUTE smartcity_share_cameras_insert") < lock
     # The share's row (its key drawn with the incident's INSERT) before its cameras' rows.
-    assert append.index('INSERT INTO "partners_share"') < append.index("INSERT INTO partners_sharecamera")
-    assert not any(s.startswith('INSERT INTO "partners_share"') for s in sql)
+    share_row = "EXECUTE smartcity_insert_partners_share_pk"
+    assert append.index(share_row) < append.index("EXECUTE smartcity_share_cameras_insert")
+    assert not any(s.startswith(share_row) for s in sql)
     assert (
-        append.count("INSERT INTO audit_auditentry") == 2
-        and append.index("INSERT INTO audit_auditentry") > lock
+        append.count("EXECUTE smartcity_entry_append") == 2
+        and append.index("EXECUTE smartcity_entry_append") > lock
     )
 
 
@@ -72,7 +74,7 @@ def test_the_intake_commits_in_the_same_round_trip_as_the_chain_append(police, j
         response = police.event()
 
     assert response.status_code == 201
-    append = next(q["sql"] for q in queries.captured_queries if "pg_advisory_xact_lock" in q["sql"])
+    append = next(q["sql"] for q in queries.captured_queries if "EXECUTE smartcity_chain_lock" in q["sql"])
     assert append.rstrip().endswith("COMMIT"), append[-200:]
     # Committed for real: another connection sees the incident, and the chain holds.
     assert Incident.objects.filter(pk=response.json()["id"]).exists()
@@ -115,9 +117,8 @@ def test_a_failing_deferred_insert_fails_the_whole_intake(police, junggu, camera
     from incidents import timeline
 
     camera_factory(lat=37.5663, lon=126.9779, center=junggu)
-    monkeypatch.setattr(
-        timeline, "TIMELINE_INSERT", timeline.TIMELINE_INSERT.replace("kind", "no_such_column")
-    )
+    broken = Prepared("test_broken_timeline_insert", timeline.TIMELINE_SQL.replace("kind", "no_such_column"))
+    monkeypatch.setattr(timeline, "TIMELINE_INSERT", broken)
 
     with pytest.raises(ProgrammingError):
         police.event()
