@@ -175,7 +175,8 @@ class Prepared:
     by a rollback, so it is recorded only once it has succeeded), and `execute_sql`
     (EXECUTE with the same placeholders) can then join other statements in one round
     trip, under client-side binding like every other statement. A new connection (after
-    a PostgreSQL restart, say) prepares again. `sql` takes only named placeholders
+    a PostgreSQL restart, say) prepares again, and so does one on which PostgreSQL
+    refused a prepared statement after a migration (`prepared_forget`). `sql` takes only named placeholders
     (`%(name)s`), listed in `params` in the order EXECUTE passes them, or, without
     `params`, only positional ones (`%s`). Where PostgreSQL cannot tell a parameter's
     type from its place (a bare `SELECT %s` feeding an INSERT), the statement casts it.
@@ -205,16 +206,40 @@ class Prepared:
     def ready(self, cursor: Any) -> str:
         """`execute_sql`, once this statement is prepared on `cursor`'s connection."""
         raw = cursor.connection  # psycopg's connection, whatever wraps the cursor
-        done: set[str] | None = getattr(raw, PREPARED_ATTRIBUTE, None)
-        if done is None:
-            done = set()
-            setattr(raw, PREPARED_ATTRIBUTE, done)
-        if self.name not in done:
-            cursor.execute(self.prepare_sql)
-            done.add(self.name)
-        return self.execute_sql
+        state: PreparedOnConnection | None = getattr(raw, PREPARED_ATTRIBUTE, None)
+        if state is None:
+            state = PreparedOnConnection()
+            setattr(raw, PREPARED_ATTRIBUTE, state)
+        if not state.generation:
+            prepare_sql, execute_sql = self.prepare_sql, self.execute_sql
+        else:  # the names of an earlier generation may still be taken on this connection
+            renamed = f"{self.name}_{state.generation}"
+            prepare_sql = self.prepare_sql.replace(f"PREPARE {self.name} ", f"PREPARE {renamed} ", 1)
+            execute_sql = self.execute_sql.replace(f"EXECUTE {self.name}", f"EXECUTE {renamed}", 1)
+        if self.name not in state.names:
+            cursor.execute(prepare_sql)
+            state.names.add(self.name)
+        return execute_sql
+
+
+class PreparedOnConnection:
+    """Which `Prepared` statements a psycopg connection holds, under which generation's names."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.names: set[str] = set()
+
+
+def prepared_forget(raw: Any) -> None:
+    """After PostgreSQL refused a prepared statement on `raw` (a migration changed what it
+    returns: "cached plan must not change result type"), prepare every statement again,
+    under new names, as each is next used. Called by the database backend."""
+    state: PreparedOnConnection | None = getattr(raw, PREPARED_ATTRIBUTE, None)
+    if state is not None:
+        state.generation += 1
+        state.names.clear()
 
 
 NAMED_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-# The names of the `Prepared` statements a psycopg connection holds, kept on that connection.
+# The `PreparedOnConnection` of a psycopg connection, kept on that connection.
 PREPARED_ATTRIBUTE = "_smartcity_prepared"

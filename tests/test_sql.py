@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from django.contrib.gis.geos import Point
-from django.db import IntegrityError, ProgrammingError, connection, models, transaction
+from django.db import IntegrityError, NotSupportedError, ProgrammingError, connection, models, transaction
 from django.utils import timezone
 
 from cameras.selectors import make_point
@@ -227,3 +227,28 @@ def test_placeholders_other_than_the_named_ones_are_refused():
         Prepared("test_positional", "SELECT 1 WHERE 1 = %s", ("one",))
     with pytest.raises(ValueError, match="placeholders"):
         Prepared("test_missing", "SELECT %(a)s", ("a", "b"))
+
+
+def test_a_statement_refused_after_a_migration_changed_its_result_is_prepared_again():
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE test_prepared_shape (id integer, label varchar(10))")
+        cursor.execute("INSERT INTO test_prepared_shape VALUES (1, 'a')")
+    shape = Prepared(
+        "test_prepared_shape", "SELECT label FROM test_prepared_shape WHERE id = %(id)s", ("id",)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(shape.ready(cursor), {"id": 1})
+        assert cursor.fetchall() == [("a",)]
+        cursor.execute("ALTER TABLE test_prepared_shape ALTER COLUMN label TYPE text")  # a migration
+
+    # PostgreSQL refuses the old plan once: that request fails...
+    with (
+        pytest.raises(NotSupportedError, match="result type"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(shape.ready(cursor), {"id": 1})
+    # ...and the next one prepares it again, under a new name, and works.
+    with connection.cursor() as cursor:
+        cursor.execute(shape.ready(cursor), {"id": 1})
+        assert cursor.fetchall() == [("a",)]

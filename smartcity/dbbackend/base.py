@@ -20,9 +20,16 @@ from typing import Any
 from django.contrib.gis.db.backends.postgis.base import DatabaseWrapper as PostGISDatabaseWrapper
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import NO_DB_ALIAS
+from django.db.utils import DatabaseErrorWrapper
+from django.utils.functional import cached_property
 from psycopg import Connection
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
+
+from smartcity.sql import prepared_forget
+
+# SQLSTATE 0A000 with this message: a prepared statement whose result a migration changed.
+RESULT_TYPE_CHANGED = "cached plan must not change result type"
 
 
 def connection_check(conn: Connection[Any]) -> None:
@@ -35,10 +42,29 @@ def connection_check(conn: Connection[Any]) -> None:
         ConnectionPool.check_connection(conn)
 
 
+class PreparedAwareErrorWrapper(DatabaseErrorWrapper):
+    """Django's error wrapper, which also lets a connection's prepared statements be
+    prepared anew when PostgreSQL refuses them after a migration: that request fails,
+    the next ones on the connection work (smartcity/sql.py:Prepared)."""
+
+    wrapper: Any  # Django's (the database wrapper), undeclared in its type stubs
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        if exc_value is not None and RESULT_TYPE_CHANGED in str(exc_value):
+            raw = self.wrapper.connection
+            if raw is not None:
+                prepared_forget(raw)
+        super().__exit__(exc_type, exc_value, traceback)
+
+
 class DatabaseWrapper(PostGISDatabaseWrapper):
     # Django's, undeclared in its type stubs (annotations only: nothing is shadowed).
     _connection_pools: dict[str, ConnectionPool[Any]]
     _configure_connection: Callable[[Connection[Any]], Any]
+
+    @cached_property
+    def wrap_database_errors(self) -> PreparedAwareErrorWrapper:
+        return PreparedAwareErrorWrapper(self)
 
     @property
     def pool(self) -> ConnectionPool[Any] | None:
