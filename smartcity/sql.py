@@ -176,10 +176,12 @@ class Prepared:
     (EXECUTE with the same placeholders) can then join other statements in one round
     trip, under client-side binding like every other statement. A new connection (after
     a PostgreSQL restart, say) prepares again, and so does one on which PostgreSQL
-    refused a prepared statement after a migration (`prepared_forget`). `sql` takes only named placeholders
-    (`%(name)s`), listed in `params` in the order EXECUTE passes them, or, without
-    `params`, only positional ones (`%s`). Where PostgreSQL cannot tell a parameter's
-    type from its place (a bare `SELECT %s` feeding an INSERT), the statement casts it.
+    refused a prepared statement after a migration (`prepared_forget`).
+
+    `sql` takes only named placeholders (`%(name)s`), listed in `params` in the order
+    EXECUTE passes them, or, without `params`, only positional ones (`%s`). Where
+    PostgreSQL cannot tell a parameter's type from its place (a bare `SELECT %s` feeding
+    an INSERT), the statement casts it.
     """
 
     def __init__(self, name: str, sql: str, params: tuple[str, ...] | None = None) -> None:
