@@ -16,7 +16,8 @@ from smartcity.http import PooledASGIHandler
 from smartcity.metrics import http_busy_rejections
 
 
-def scope(path: str = "/api/v1/events/") -> dict[str, Any]:
+def scope(path: str = "/api/v1/events/", headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+    """An HTTP POST's ASGI scope as Daphne gives it; `headers` come after host and content type."""
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -27,7 +28,7 @@ def scope(path: str = "/api/v1/events/") -> dict[str, Any]:
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"), *(headers or [])],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }

@@ -25,32 +25,17 @@ from rest_framework.views import APIView
 from incidents.models import Incident
 from smartcity.http import PooledASGIHandler
 from tests.partners.conftest import SEOUL_CITY_HALL, event_body
+from tests.test_http_admission import scope as http_scope
 
 # What a request is made of: none of these may be left for the cyclic collector.
 REQUEST_OBJECTS = (Model, HttpRequest, HttpResponseBase, Request, APIView, BaseSerializer)
 
 
 def scope(key: str, body: bytes) -> dict[str, Any]:
-    path = "/api/v1/events/"
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"content-type", b"application/json"),
-            (b"authorization", f"Bearer {key}".encode()),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    """A partner's event POST, authenticated with its key."""
+    return http_scope(
+        headers=[(b"authorization", f"Bearer {key}".encode()), (b"content-length", str(len(body)).encode())]
+    )
 
 
 async def served(handler: PooledASGIHandler, key: str, body: bytes) -> tuple[int, bytes]:
