@@ -14,12 +14,22 @@ in memory — `request_finished`, which tidies the thread's database connection 
 the pool). Streaming responses are sent from the loop as Django does and closed in the
 pool afterwards.
 
-HTTP_THREADS requests run at once per process; up to HTTP_QUEUE_MAX more wait for a
-free thread, for at most HTTP_QUEUE_TIMEOUT_S. Each holds at most one database
-connection, so DB_POOL_MAX must leave room for them and for the WebSocket consumers'
-thread (settings check it).
+Requests run in two lanes, each with a pool of its own: the partner API (`/api/v1/`)
+in HTTP_API_THREADS threads, everything else (pages, snapshots, exports, the admin,
+the API schema) in HTTP_THREADS. A slow page cannot hold up the intake, and the
+intake's threads stay few: they take turns on one GIL, and every thread beyond what
+keeps the CPU busy only switches more (~0.1 ms of CPU per switch on this VM) and
+spreads each request's time over more of its neighbours'. With 16 partner clients on
+two processes, 3 API threads each instead of 6 gave p99 77-81 ms against 106-111 ms
+at 5-7 % more events/s, side by side (README, issue 3). Requests beyond the threads
+wait in their lane's queue, first come first served.
 
-Beyond that the process is overloaded, and it says so at once — 503 with Retry-After —
+In each lane up to HTTP_QUEUE_MAX requests may wait for a free thread, for at most
+HTTP_QUEUE_TIMEOUT_S. Each request holds at most one database connection, so
+DB_POOL_MAX must leave room for both lanes and for the WebSocket consumers' thread
+(settings check it).
+
+Beyond that the lane is overloaded, and it says so at once — 503 with Retry-After —
 instead of queueing without bound: a queue that grows answers every request too late
 (the partner's client times out and retries, the dashboards' pushes lag further
 behind), while a quick 503 lets a partner retry in a second and keeps the requests
@@ -35,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -50,6 +61,22 @@ from smartcity.memo import request_memos
 from smartcity.metrics import http_busy_rejections
 from smartcity.publisher import publisher_bind
 
+API_PREFIX = "/api/v1/"  # the partner API: its own lane
+
+
+@dataclass
+class Lane:
+    """One kind of request: a pool of threads of its own and a bound on those admitted."""
+
+    executor: ThreadPoolExecutor
+    admit_max: int  # running + waiting for a thread
+    admitted: int = 0  # touched on the event loop only
+
+    @classmethod
+    def of(cls, name: str, threads: int) -> Lane:
+        executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        return cls(executor=executor, admit_max=threads + settings.HTTP_QUEUE_MAX)
+
 
 class PooledASGIHandler(ASGIHandler):
     """An ASGI application for Django's HTTP side that runs each request in one pooled thread."""
@@ -58,10 +85,20 @@ class PooledASGIHandler(ASGIHandler):
         # Not ASGIHandler.__init__: that loads the chain in async mode, which is never used.
         BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
-        self.executor = ThreadPoolExecutor(max_workers=settings.HTTP_THREADS, thread_name_prefix="http")
-        self.admit_max = settings.HTTP_THREADS + settings.HTTP_QUEUE_MAX
-        self.admitted = 0  # requests running or waiting for a thread (touched on the loop only)
+        self.api_lane = Lane.of("api", settings.HTTP_API_THREADS)
+        self.page_lane = Lane.of("http", settings.HTTP_THREADS)
         self.queue_timeout_s = settings.HTTP_QUEUE_TIMEOUT_S
+
+    def lane_of(self, scope: dict[str, Any]) -> Lane:
+        path: str = scope["path"]
+        root = scope.get("root_path") or ""
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        return self.api_lane if path.startswith(API_PREFIX) else self.page_lane
+
+    def shutdown(self) -> None:
+        for lane in (self.api_lane, self.page_lane):
+            lane.executor.shutdown(wait=True)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -74,25 +111,26 @@ class PooledASGIHandler(ASGIHandler):
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
-        if self.admitted >= self.admit_max:
+        lane = self.lane_of(scope)
+        if lane.admitted >= lane.admit_max:
             body_file.close()
             http_busy_rejections.inc()
             await self.send_response(busy_response(), send)
             return
-        self.admitted += 1
+        lane.admitted += 1
         admitted_at = time.monotonic()
         try:
             # thread_sensitive=False with our executor: asgiref still carries the context
             # variables over and lets code in the thread reach the loop (async_to_sync).
-            respond = sync_to_async(self.respond, thread_sensitive=False, executor=self.executor)
+            respond = sync_to_async(self.respond, thread_sensitive=False, executor=lane.executor)
             response = await respond(scope, body_file, admitted_at)
             try:
                 await self.send_response(response, send)
             finally:
                 if response.streaming:
-                    await sync_to_async(response.close, thread_sensitive=False, executor=self.executor)()
+                    await sync_to_async(response.close, thread_sensitive=False, executor=lane.executor)()
         finally:
-            self.admitted -= 1
+            lane.admitted -= 1
             body_file.close()
 
     def respond(self, scope: dict[str, Any], body_file: Any, admitted_at: float) -> HttpResponseBase:

@@ -96,7 +96,7 @@ def exposition() -> Iterator[str]:
     yield from metric(
         "safenet_http_busy_rejections_total",
         "counter",
-        "HTTP requests this process answered 503 because HTTP_THREADS + HTTP_QUEUE_MAX were in progress.",
+        "HTTP requests this process answered 503 because their lane's threads + HTTP_QUEUE_MAX were in progress.",
         [("", http_busy_rejections.value)],
     )
     yield from metric(

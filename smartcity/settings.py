@@ -128,21 +128,28 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 # Under Daphne every sync view may run on a different thread, and persistent
 # per-thread connections pile up until PostgreSQL refuses more clients. A small pool
 # per process keeps connections bounded and reused (psycopg's pool, Django ≥ 5.1).
-DB_POOL_MAX = int(os.environ.get("DB_POOL_MAX", "8"))
+DB_POOL_MAX = int(os.environ.get("DB_POOL_MAX", "10"))
 # HTTP requests served at once per Daphne process, each in a pooled thread holding at
-# most one database connection (smartcity/http.py). The pool must also leave a
-# connection for the WebSocket consumers' thread and one for the relays' clip claims.
-HTTP_THREADS = int(os.environ.get("HTTP_THREADS", "6"))
-# Requests that may wait for a thread, and for how long; beyond either they are answered
-# 503 + Retry-After (overload: a queue without bound answers everyone too late).
+# most one database connection (smartcity/http.py), in two lanes: the partner API
+# (/api/v1/) and everything else, so a slow page never holds up an emergency event. The
+# API's threads are few on purpose: more only take turns on the GIL (README, issue 3).
+# The pool must also leave a connection for the WebSocket consumers' thread and one for
+# the relays' clip claims.
+HTTP_API_THREADS = int(os.environ.get("HTTP_API_THREADS", "3"))
+HTTP_THREADS = int(os.environ.get("HTTP_THREADS", "4"))
+# Requests that may wait for a thread in each lane, and for how long; beyond either they
+# are answered 503 + Retry-After (overload: a queue without bound answers everyone too late).
 HTTP_QUEUE_MAX = int(os.environ.get("HTTP_QUEUE_MAX", "64"))
 HTTP_QUEUE_TIMEOUT_S = float(os.environ.get("HTTP_QUEUE_TIMEOUT_S", "2"))
-if HTTP_THREADS < 1 or HTTP_QUEUE_MAX < 0 or HTTP_QUEUE_TIMEOUT_S <= 0:
-    raise ImproperlyConfigured("HTTP_THREADS must be ≥ 1, HTTP_QUEUE_MAX ≥ 0 and HTTP_QUEUE_TIMEOUT_S > 0")
-if 0 < DB_POOL_MAX < HTTP_THREADS + 2:
+if HTTP_API_THREADS < 1 or HTTP_THREADS < 1 or HTTP_QUEUE_MAX < 0 or HTTP_QUEUE_TIMEOUT_S <= 0:
     raise ImproperlyConfigured(
-        f"DB_POOL_MAX={DB_POOL_MAX} is too small for HTTP_THREADS={HTTP_THREADS}: "
-        f"requests would wait for connections; use at least {HTTP_THREADS + 2}"
+        "HTTP_API_THREADS and HTTP_THREADS must be ≥ 1, HTTP_QUEUE_MAX ≥ 0 and HTTP_QUEUE_TIMEOUT_S > 0"
+    )
+if 0 < DB_POOL_MAX < HTTP_API_THREADS + HTTP_THREADS + 2:
+    raise ImproperlyConfigured(
+        f"DB_POOL_MAX={DB_POOL_MAX} is too small for HTTP_API_THREADS={HTTP_API_THREADS} + "
+        f"HTTP_THREADS={HTTP_THREADS}: requests would wait for connections; "
+        f"use at least {HTTP_API_THREADS + HTTP_THREADS + 2}"
     )
 if DB_POOL_MAX > 0:
     DATABASES["default"]["CONN_MAX_AGE"] = 0

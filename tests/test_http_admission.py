@@ -34,8 +34,8 @@ def scope(path: str = "/api/v1/events/", headers: list[tuple[bytes, bytes]] | No
     }
 
 
-async def start(handler: PooledASGIHandler) -> ApplicationCommunicator:
-    communicator = ApplicationCommunicator(handler, scope())
+async def start(handler: PooledASGIHandler, path: str = "/api/v1/events/") -> ApplicationCommunicator:
+    communicator = ApplicationCommunicator(handler, scope(path))
     await communicator.send_input({"type": "http.request", "body": b"{}"})
     return communicator
 
@@ -47,7 +47,7 @@ async def answer(communicator: ApplicationCommunicator) -> tuple[int, dict[bytes
 
 
 @pytest.mark.asyncio
-@override_settings(HTTP_THREADS=1, HTTP_QUEUE_MAX=1)
+@override_settings(HTTP_API_THREADS=1, HTTP_QUEUE_MAX=1)
 async def test_requests_beyond_threads_and_queue_get_503_with_retry_after_and_the_admitted_finish():
     handler = PooledASGIHandler()
     release = threading.Event()
@@ -79,11 +79,11 @@ async def test_requests_beyond_threads_and_queue_get_503_with_retry_after_and_th
     later = await start(handler)  # room again
     assert (await answer(later))[0] == 201
     assert len(served) == 3
-    handler.executor.shutdown(wait=True)
+    handler.shutdown()
 
 
 @pytest.mark.asyncio
-@override_settings(HTTP_THREADS=1, HTTP_QUEUE_MAX=5, HTTP_QUEUE_TIMEOUT_S=0.3)
+@override_settings(HTTP_API_THREADS=1, HTTP_QUEUE_MAX=5, HTTP_QUEUE_TIMEOUT_S=0.3)
 async def test_a_request_that_waited_too_long_for_a_thread_gets_503_instead_of_being_served_late():
     handler = PooledASGIHandler()
     release = threading.Event()
@@ -104,7 +104,42 @@ async def test_a_request_that_waited_too_long_for_a_thread_gets_503_instead_of_b
     status, headers, _ = await answer(stale)
     assert status == 503 and headers[b"Retry-After"] == b"1"
     assert len(served) == 1  # the stale one never reached the view
-    handler.executor.shutdown(wait=True)
+    handler.shutdown()
+
+
+@pytest.mark.asyncio
+@override_settings(HTTP_API_THREADS=1, HTTP_THREADS=1, HTTP_QUEUE_MAX=0)
+async def test_slow_pages_do_not_hold_up_partner_events_nor_events_the_pages():
+    handler = PooledASGIHandler()
+    release = threading.Event()
+    served: list[str] = []
+
+    def respond(scope: dict[str, Any], body_file: Any, admitted_at: float) -> HttpResponse:
+        if "slow" in scope["path"]:
+            release.wait(10)  # a CSV export, a snapshot waiting for its keyframe…
+        served.append(scope["path"])
+        return HttpResponse(b"done", status=201)
+
+    handler.respond = respond  # type: ignore[method-assign]
+    slow_page = await start(handler, "/slow/export.csv")  # the one page thread
+    await asyncio.sleep(0.2)
+    event = await start(handler, "/api/v1/events/")
+    assert (await answer(event))[0] == 201  # while the page is still busy
+    assert served == ["/api/v1/events/"]
+    page_turned_away = await start(handler, "/audit/")
+    assert (await answer(page_turned_away))[0] == 503  # the page lane is full, and says so
+
+    slow_event = await start(handler, "/api/v1/events/1/slow/")  # now the one API thread is busy too
+    await asyncio.sleep(0.2)
+    event_turned_away = await start(handler, "/api/v1/events/")
+    assert (await answer(event_turned_away))[0] == 503
+    schema = await start(handler, "/api/schema/")  # API documentation is a page, not the partner API
+    assert (await answer(schema))[0] == 503
+
+    release.set()
+    assert (await answer(slow_page))[0] == 201
+    assert (await answer(slow_event))[0] == 201
+    handler.shutdown()
 
 
 def test_twisted_leaves_post_bodies_to_django():

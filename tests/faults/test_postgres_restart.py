@@ -26,7 +26,7 @@ pytestmark = pytest.mark.faults
 
 ROOT = Path(__file__).resolve().parents[2]
 DATABASE = "smartcity"
-POOL = 8  # DB_POOL_MAX's default
+POOL = 10  # DB_POOL_MAX's default
 # Long enough for the connection pool's retry delay to grow far past its request timeout
 # (a failover, not just a quick restart).
 OUTAGE_S = 40

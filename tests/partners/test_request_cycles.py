@@ -76,3 +76,4 @@ def test_a_partner_event_with_its_share_leaves_no_request_object_in_a_reference_
     assert left_in_cycles(handler, police.key) == []
     incident = Incident.objects.order_by("-pk").first()
     assert incident is not None and incident.shares.count() == 1 and incident.ranked_cameras.count() == 3
+    handler.shutdown()
