@@ -448,6 +448,11 @@ CELERY_BEAT_SCHEDULE["cameras-probe"] = {
 # snapshot may wait for a camera nobody is watching.
 CAMERA_SNAPSHOT_CACHE_S = float(os.environ.get("CAMERA_SNAPSHOT_CACHE_S", "5"))
 CAMERA_SNAPSHOT_TIMEOUT_S = float(os.environ.get("CAMERA_SNAPSHOT_TIMEOUT_S", "5"))
+# Several cameras relayed by one process: their frames reach the viewers in batches, at
+# most this late (cameras/relay.py, Mailbox); 0 hands over every frame on its own.
+RELAY_BATCH_MS = float(os.environ.get("RELAY_BATCH_MS", "20"))
+if not 0 <= RELAY_BATCH_MS <= 40:
+    raise ImproperlyConfigured("RELAY_BATCH_MS must be between 0 and 40 (a frame interval at 25 fps)")
 # Camera codes (comma-separated) whose relay every Daphne process keeps open from its
 # first request on, viewers or not: their first viewer starts from the GOP cache at once.
 CAMERA_PRELOAD_CODES = [c.strip() for c in os.environ.get("CAMERA_PRELOAD_CODES", "").split(",") if c.strip()]
