@@ -43,7 +43,7 @@ class _Shard(pubsub.RedisSingleShardConnection):
         while True:
             try:
                 if self._pubsub and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                    message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
                     if broken:
                         broken = False
                         log.info("channel layer: subscriptions restored")
