@@ -20,7 +20,7 @@ import contextlib
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 import av
 import av.error
@@ -46,12 +46,14 @@ class InitSegment:
     timescale: int = 90000
 
 
-@dataclass(frozen=True)
-class Fragment:
+class Fragment(NamedTuple):
     """`moof` + `mdat` of one frame; a keyframe fragment is where a viewer may start.
 
     `decode_time` and `duration` are the frame's, in the init segment's timescale, on
     the remuxer's one continuous timeline (what the relay's recent buffer trims by).
+    A named tuple: one is made for every frame of every camera, and a tuple is built
+    in C where a frozen dataclass sets each field through object.__setattr__; holding
+    only bytes, a bool and ints, the collector stops tracking it.
     """
 
     data: bytes
@@ -84,6 +86,9 @@ class _Sink:
 # offset)) then the mdat header: the same 112 bytes for every frame but for the numbers.
 _FRAGMENT_HEADER = struct.Struct(">I4s I4sII I4s I4sII I4sIQ I4sIIIIIII I4s")
 _MOOF_SIZE = 104
+# The same header with the runs that stay the same for a track as three byte strings:
+# up to mfhd's sequence number; from traf to tfdt's time; trun's fields before the sample.
+_FRAGMENT_VARIABLE = struct.Struct(">20sI36sQ20sIIIII4s")
 _TRUN_FLAGS = 0x000001 | 0x000100 | 0x000200 | 0x000400 | 0x000800
 _SYNC_SAMPLE = 0x02000000  # depends on nothing
 _OTHER_SAMPLE = 0x01010000  # depends on others, not a sync sample
@@ -143,6 +148,7 @@ class Remuxer:
         self._next_dts = 0
         self._init: InitSegment | None = None
         self._track_id = 1
+        self._header_runs = header_runs(self._track_id)
         self._scale = (1, 1)  # track ticks per time-base tick, as numerator and denominator
         self._sequence = 0
 
@@ -164,19 +170,15 @@ class Remuxer:
         self._sequence += 1
         keyframe = packet.is_keyframe
         parts, size = nal_parts(bytes(packet))
-        # moof(mfhd, traf(tfhd, tfdt, trun with one sample)) and the mdat header.
+        # moof(mfhd, traf(tfhd, tfdt, trun with one sample)) and the mdat header: the
+        # runs that never change for this remuxer are packed already (`_header_runs`).
+        head, middle, trun = self._header_runs
+        flags = _SYNC_SAMPLE if keyframe else _OTHER_SAMPLE
         parts[0:0] = (
-            _FRAGMENT_HEADER.pack(
-                _MOOF_SIZE, b"moof",
-                16, b"mfhd", 0, self._sequence,
-                80, b"traf",
-                16, b"tfhd", 0x020000, self._track_id,
-                20, b"tfdt", 0x01000000, dts,
-                36, b"trun", _TRUN_FLAGS, 1, _MOOF_SIZE + 8,
-                duration, size, _SYNC_SAMPLE if keyframe else _OTHER_SAMPLE, cto,
-                8 + size, b"mdat",
+            _FRAGMENT_VARIABLE.pack(
+                head, self._sequence, middle, dts, trun, duration, size, flags, cto, 8 + size, b"mdat"
             ),
-        )  # fmt: skip
+        )
         data = b"".join(parts)
         return init, [Fragment(data, keyframe, dts, duration)]
 
@@ -205,6 +207,7 @@ class Remuxer:
                 container.close()
         data = boxes[b"ftyp"] + boxes[b"moov"]
         self._track_id = track_id(data)
+        self._header_runs = header_runs(self._track_id)
         timescale = track_timescale(data)
         scale = Fraction(timescale) * self._time_base
         self._scale = (scale.numerator, scale.denominator)
@@ -233,6 +236,21 @@ class Remuxer:
         self._last_dts = out_dts
         self._next_dts = out_dts + duration
         return out_dts, max(out_pts, out_dts), duration
+
+
+def header_runs(track: int) -> tuple[bytes, bytes, bytes]:
+    """The parts of a fragment's header that depend on nothing but the track (see mux)."""
+    header = _FRAGMENT_HEADER.pack(
+        _MOOF_SIZE, b"moof",
+        16, b"mfhd", 0, 0,
+        80, b"traf",
+        16, b"tfhd", 0x020000, track,
+        20, b"tfdt", 0x01000000, 0,
+        36, b"trun", _TRUN_FLAGS, 1, _MOOF_SIZE + 8,
+        0, 0, 0, 0,
+        0, b"mdat",
+    )  # fmt: skip
+    return header[0:20], header[24:60], header[68:88]
 
 
 def track_id(init_segment: bytes) -> int:
