@@ -1,6 +1,5 @@
 """ASGI entry point: Daphne serves HTTP and WebSockets from this one application."""
 
-import gc
 import os
 
 import django
@@ -18,6 +17,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from daphne.http_protocol import WebRequest  # noqa: E402
 
 from cameras.preload import PreloadMiddleware  # noqa: E402
+from smartcity.collector import collector_settle  # noqa: E402
 from smartcity.routing import websocket_urlpatterns  # noqa: E402
 
 application = PreloadMiddleware(
@@ -38,12 +38,4 @@ application = PreloadMiddleware(
 # be shadowed: a read-only property is not (tests/test_http_admission.py checks).
 WebRequest._parsePOSTFormSubmission = property(lambda request: False, lambda request, value: None)
 
-# Everything loaded so far (Django, the apps, the URL conf, the libraries) lives as long as
-# the process: frozen, the collector never walks it again. Young objects are collected
-# every 5,000 allocations instead of 700: fewer collections per partner request, while
-# each stays short — at 20,000 the older generations grew so large that a collection
-# paused pushes to dashboards for up to 0.7 s (event-to-screen p99 at 20 events/s
-# 37 → 241 ms), at 5,000 it stayed at 39 ms. Measured side by side with the bench's
-# screen section.
-gc.freeze()
-gc.set_threshold(5_000, 10, 10)
+collector_settle()  # everything above lives as long as the process (smartcity/collector.py)
