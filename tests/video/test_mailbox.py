@@ -55,12 +55,21 @@ def post_from_threads(mailbox: Mailbox, counting: Counting, threads: int, each: 
         worker.join()
 
 
+async def cameras_posting(
+    cameras: int, frames: int, gap_s: float, batch_s: float = BATCH_S
+) -> tuple[Mailbox, Counting]:
+    """`cameras` relay threads each posting `frames` frames `gap_s` apart to a mailbox of
+    this loop, until every frame had time to be delivered."""
+    mailbox = Mailbox(asyncio.get_running_loop(), batch_s=batch_s)
+    counting = Counting(mailbox)
+    await asyncio.to_thread(post_from_threads, mailbox, counting, cameras, frames, gap_s)
+    await asyncio.sleep(max(batch_s * 3, 0.05))
+    return mailbox, counting
+
+
 @pytest.mark.asyncio
 async def test_one_camera_frames_are_handed_over_each_at_once():
-    mailbox = Mailbox(asyncio.get_running_loop(), batch_s=BATCH_S)
-    counting = Counting(mailbox)
-    await asyncio.to_thread(post_from_threads, mailbox, counting, 1, 25, 0.04)
-    await asyncio.sleep(BATCH_S * 3)
+    _, counting = await cameras_posting(1, 25, 0.04)
     assert len(counting.items) == 25
     # No batching: one camera's frames each go over on their own (two may share a
     # delivery only if the loop itself was held up for a whole frame interval).
@@ -70,11 +79,7 @@ async def test_one_camera_frames_are_handed_over_each_at_once():
 
 @pytest.mark.asyncio
 async def test_many_cameras_frames_go_over_in_batches_none_held_longer_than_the_interval():
-    mailbox = Mailbox(asyncio.get_running_loop(), batch_s=BATCH_S)
-    counting = Counting(mailbox)
-    # 16 cameras at 25 fps: 400 frames a second, 1 s
-    await asyncio.to_thread(post_from_threads, mailbox, counting, 16, 25, 0.04)
-    await asyncio.sleep(BATCH_S * 3)
+    mailbox, counting = await cameras_posting(16, 25, 0.04)  # 400 frames a second, for 1 s
     assert len(counting.items) == 16 * 25
     for source in range(16):  # each camera's frames in their order
         assert [seq for src, seq in counting.items if src == source] == list(range(25))
@@ -93,10 +98,7 @@ async def test_many_cameras_frames_go_over_in_batches_none_held_longer_than_the_
 
 @pytest.mark.asyncio
 async def test_without_a_batch_interval_every_frame_wakes_the_loop():
-    mailbox = Mailbox(asyncio.get_running_loop(), batch_s=0)
-    counting = Counting(mailbox)
-    await asyncio.to_thread(post_from_threads, mailbox, counting, 4, 50, 0.002)
-    await asyncio.sleep(0.05)
+    mailbox, counting = await cameras_posting(4, 50, 0.002, batch_s=0)
     assert len(counting.items) == 200
     assert mailbox._timer is None
     assert max(counting.delays) < 0.1
