@@ -29,10 +29,9 @@ own (all threads), read after a warm-up, over the measured seconds.
   median ≤ 300 ms with the cache.
 * **relay-added latency**: for every frame, from the moment PyAV's demuxer hands the
   relay the camera's packet to the moment a viewer takes that frame's fragment from its
-  queue (p95 target ≤ 50 ms). Fragments are packed as soon as their packet arrives
-  (cameras/fmp4.py), so "after the completing packet" — the time from the packet that
-  let the fragment out — is the same figure; it differed by a frame interval (40 ms at
-  25 fps) while FFmpeg's muxer held each frame until the next one came.
+  queue (p95 target ≤ 50 ms). Each fragment is packed as soon as its packet arrives
+  (cameras/fmp4.py); FFmpeg's muxer held each frame until the next one came (a frame
+  interval, 40 ms at 25 fps).
 * Where the CPU goes (2026-12-04, this 2-core VM): reading a stream costs PyAV about
   what the whole ffmpeg process costs (~0.2 ms per frame), but not because of PyAV's
   FFmpeg: callgrind counts 33 k instructions per packet inside PyAV 18's
@@ -58,7 +57,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +120,7 @@ def measure_all(compare: list[str], fanout: list[str]) -> list[Figure]:
     report("16×4: fragments delivered / skipped viewers", f"{fan['fragments']:,} / {fan['skips']}")
     timing = relay_child(compare, viewers=1, mode="timing")
     cached, uncached = timing["first_frame_cached_ms"], timing["first_frame_uncached_ms"]
-    latency, after_next = timing["latency_ms"], timing["after_completing_ms"]
+    latency = timing["latency_ms"]
     figures += [
         Figure(
             "first frame, new viewer, GOP cache: median",
@@ -133,7 +131,6 @@ def measure_all(compare: list[str], fanout: list[str]) -> list[Figure]:
         Figure("first frame, new viewer, no GOP cache: median", statistics.median(uncached), "ms"),
         Figure("relay-added latency p50", statistics.median(latency), "ms"),
         Figure("relay-added latency p95", percentile(latency, 95), "ms", Target("<=", TARGET_LATENCY_P95_MS)),
-        Figure("  after the completing packet, p95", percentile(after_next, 95), "ms"),
     ]
     for figure in figures:
         report_figure(figure)
@@ -300,31 +297,21 @@ async def child_timing(urls: list[str]) -> dict[str, Any]:
     from cameras import fmp4, relay
 
     received_at: dict[int, float] = {}  # id(fragment) → when its camera packet came in
-    completed_at: dict[int, float] = {}  # id(fragment) → when the packet that completed it came in
     original_mux = fmp4.Remuxer.mux
-    pending: dict[int, deque[float]] = {}
 
     def timed_mux(self: Any, packet: Any) -> Any:
         now = time.perf_counter()
-        times = pending.setdefault(id(self), deque())
-        times.append(now)
-        init, fragments = original_mux(self, packet)
-        for fragment in fragments:
-            received_at[id(fragment)] = times.popleft()
-            completed_at[id(fragment)] = now
-        return init, fragments
+        init, fragment = original_mux(self, packet)
+        received_at[id(fragment)] = now
+        return init, fragment
 
     fmp4.Remuxer.mux = timed_mux  # type: ignore[method-assign]
     latency: list[float] = []
-    after: list[float] = []
 
     def stamp(fragment: Any) -> None:
-        now = time.perf_counter()
         came = received_at.pop(id(fragment), None)
-        done = completed_at.pop(id(fragment), None)
-        if came is not None and done is not None:
-            latency.append((now - came) * 1000)
-            after.append((now - done) * 1000)
+        if came is not None:
+            latency.append((time.perf_counter() - came) * 1000)
 
     counts = {"fragments": 0}
     upstreams = []
@@ -335,7 +322,6 @@ async def child_timing(urls: list[str]) -> dict[str, Any]:
         tasks.append(counting_viewer(queue, counts, stamp))
     await asyncio.sleep(WARMUP_S)
     latency.clear()
-    after.clear()
     cached = [await first_frame(random.choice(upstreams), cache=True) for _ in range(JOINS)]
     uncached = [await first_frame(random.choice(upstreams), cache=False) for _ in range(JOINS)]
     for task in tasks:
@@ -345,7 +331,6 @@ async def child_timing(urls: list[str]) -> dict[str, Any]:
         "first_frame_cached_ms": cached,
         "first_frame_uncached_ms": uncached,
         "latency_ms": latency,
-        "after_completing_ms": after,
     }
 
 

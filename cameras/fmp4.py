@@ -96,35 +96,26 @@ _START_CODE = b"\x00\x00\x01"
 _LENGTH = struct.Struct(">I")
 
 
-def nal_parts(data: bytes) -> tuple[list[bytes | memoryview], int]:
+def nal_parts(data: bytes) -> tuple[list[bytes], int]:
     """Annex B NAL units (start codes) as MP4 wants them, each after its 4-byte length.
 
-    Returned as pieces (lengths, and views into `data`) with their total size, so the
-    frame is copied once, when the fragment's header and sample are joined. Data that
-    does not start with a start code is taken to be length-prefixed already.
+    Returned as pieces (lengths and units) with their total size, for the one join that
+    makes the fragment. Data that does not start with a start code is taken to be
+    length-prefixed already.
     """
-    at = data.find(_START_CODE, 0, 4)
-    if at < 0:
+    if data.find(_START_CODE, 0, 4) < 0:
         return [data], len(data)
-    view = memoryview(data)
-    parts: list[bytes | memoryview] = []
+    parts: list[bytes] = []
     size = 0
-    start = at + 3
-    while True:
-        following = data.find(_START_CODE, start)
-        end = len(data) if following < 0 else following
-        # Zero bytes before a start code belong to it (4-byte form, trailing_zero_8bits);
-        # a NAL unit itself never ends with a zero byte.
-        nal_end = end
-        while nal_end > start and data[nal_end - 1] == 0:
-            nal_end -= 1
-        if nal_end > start:
-            parts.append(_LENGTH.pack(nal_end - start))
-            parts.append(view[start:nal_end])
-            size += 4 + nal_end - start
-        if following < 0:
-            return parts, size
-        start = following + 3
+    # One split in C finds every unit (no start code occurs inside one: emulation
+    # prevention). Zero bytes before a start code belong to it (the 4-byte form,
+    # trailing_zero_8bits); a NAL unit itself never ends with a zero byte.
+    for unit in data.split(_START_CODE)[1:]:
+        unit = unit.rstrip(b"\x00")
+        if unit:
+            parts += (_LENGTH.pack(len(unit)), unit)
+            size += 4 + len(unit)
+    return parts, size
 
 
 class Remuxer:
@@ -156,14 +147,37 @@ class Remuxer:
         """Packets now come from a new connection: re-anchor its clock on our timeline."""
         self._offset = None
 
-    def mux(self, packet: Packet) -> tuple[InitSegment | None, list[Fragment]]:
-        # Runs for every frame of every camera: integers only (no Fraction), and the
-        # frame's bytes copied once more after PyAV's copy, into the fragment itself.
+    def mux(self, packet: Packet) -> tuple[InitSegment | None, Fragment]:
+        """The init segment (the first time, else None) and this packet's fragment.
+
+        Runs for every frame of every camera, on a thread that has just woken up, with
+        its caches cold: a live frame costs several times what it costs in a loop
+        (README, issue 5). Hence one function, no helpers, integers only (no Fraction),
+        and the frame's bytes copied as few times as the conversion allows.
+        """
         init = None
         if self._init is None:
             init = self._init = self._write_init(packet)
-        dts, pts, duration = self._retime(packet)
-        cto, (num, den) = pts - dts, self._scale
+        # The timeline, in the template's time base: a packet that does not follow the
+        # previous one within MAX_GAP_S (a new session, a restarted camera clock)
+        # re-anchors it one frame after the last.
+        dts, pts, offset = packet.dts, packet.pts, self._offset
+        if dts is None:
+            dts = pts
+        if dts is not None:
+            last = self._last_dts
+            if offset is None or (last is not None and not 0 < dts + offset - last <= self._max_gap):
+                offset = self._offset = self._next_dts - dts
+            dts += offset
+            pts = dts if pts is None or pts + offset < dts else pts + offset
+        else:
+            dts = pts = self._next_dts
+        duration = packet.duration or self._frame_ticks
+        self._last_dts = dts
+        self._next_dts = dts + duration
+        # Then in the track's timescale.
+        cto = pts - dts
+        num, den = self._scale
         if num != 1 or den != 1:
             dts, cto, duration = dts * num // den, cto * num // den, duration * num // den
         duration = duration or 1
@@ -173,14 +187,22 @@ class Remuxer:
         # moof(mfhd, traf(tfhd, tfdt, trun with one sample)) and the mdat header: the
         # runs that never change for this remuxer are packed already (`_header_runs`).
         head, middle, trun = self._header_runs
-        flags = _SYNC_SAMPLE if keyframe else _OTHER_SAMPLE
-        parts[0:0] = (
-            _FRAGMENT_VARIABLE.pack(
-                head, self._sequence, middle, dts, trun, duration, size, flags, cto, 8 + size, b"mdat"
-            ),
+        header = _FRAGMENT_VARIABLE.pack(
+            head,
+            self._sequence,
+            middle,
+            dts,
+            trun,
+            duration,
+            size,
+            _SYNC_SAMPLE if keyframe else _OTHER_SAMPLE,
+            cto,
+            8 + size,
+            b"mdat",
         )
-        data = b"".join(parts)
-        return init, [Fragment(data, keyframe, dts, duration)]
+        parts.insert(0, header)
+        # tuple.__new__ skips the named tuple's __new__, a Python function.
+        return init, tuple.__new__(Fragment, (b"".join(parts), keyframe, dts, duration))
 
     def close(self) -> None:
         """Nothing stays open between packets; kept so callers need not know that."""
@@ -212,30 +234,6 @@ class Remuxer:
         scale = Fraction(timescale) * self._time_base
         self._scale = (scale.numerator, scale.denominator)
         return InitSegment(data=data, mime=mime_type(data), timescale=timescale)
-
-    # -- timestamps --------------------------------------------------------------
-
-    def _retime(self, packet: Packet) -> tuple[int, int, int]:
-        """(dts, pts, duration) of `packet` on this remuxer's timeline, in the template's time base.
-
-        A packet that does not follow the previous one within MAX_GAP_S (a new session,
-        a restarted camera clock) re-anchors the timeline one frame after it.
-        """
-        dts, pts, offset = packet.dts, packet.pts, self._offset
-        if dts is None:
-            dts = pts
-        if dts is not None:
-            last = self._last_dts
-            if offset is None or (last is not None and not 0 < dts + offset - last <= self._max_gap):
-                offset = self._offset = self._next_dts - dts
-            out_dts = dts + offset
-            out_pts = pts + offset if pts is not None else out_dts
-        else:
-            out_dts = out_pts = self._next_dts
-        duration = packet.duration or self._frame_ticks
-        self._last_dts = out_dts
-        self._next_dts = out_dts + duration
-        return out_dts, max(out_pts, out_dts), duration
 
 
 def header_runs(track: int) -> tuple[bytes, bytes, bytes]:

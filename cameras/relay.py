@@ -429,9 +429,9 @@ class Upstream:
 
         This loop runs for every frame: what it needs is looked up once, before it.
         """
-        stopping, mailbox, on_fragment = self._stopping, self.mailbox, self._on_fragment
-        mux, post = remuxer.mux, mailbox.post
-        started = False
+        stopping, mailbox = self._stopping, self.mailbox
+        mux, post, on_fragment = remuxer.mux, mailbox.post, self._on_fragment
+        started = live = False
         for packet in container.demux(stream):
             if stopping.is_set():
                 break
@@ -445,14 +445,13 @@ class Upstream:
                 if not packet.is_keyframe:
                     continue
                 started = True
-            init, fragments = mux(packet)
+            init, fragment = mux(packet)
             if init is not None:
                 post(self._on_init, init)
-            if not self._went_live and fragments:
-                self._went_live = True
+            if not live:
+                live = self._went_live = True
                 post(self._on_state, StreamState.LIVE)
-            for fragment in fragments:
-                post(on_fragment, fragment)
+            post(on_fragment, fragment)
 
 
 def recent_buffer() -> RecentBuffer | None:

@@ -11,7 +11,7 @@ import av
 import pytest
 
 from cameras import relay
-from cameras.fmp4 import Fragment, InitSegment, Remuxer, codec_string, hevc_codec_string
+from cameras.fmp4 import Fragment, InitSegment, Remuxer, codec_string, hevc_codec_string, nal_parts
 from cameras.relay import StatusChange, StreamState, ViewerQueue, reconnect_delay
 
 SMALL = {"width": 320, "height": 240, "fps": 15}
@@ -186,6 +186,34 @@ def test_hvc1_codec_string_follows_iso_14496_15():
     assert hevc_codec_string(hvcc) == "hvc1.1.6.L93.90"
 
 
+# -- Annex B to MP4 samples -----------------------------------------------------------
+
+
+def sample(data: bytes) -> bytes:
+    parts, size = nal_parts(data)
+    joined = b"".join(parts)
+    assert len(joined) == size
+    return joined
+
+
+def test_start_codes_become_lengths_whatever_their_form():
+    aud, sps, idr = b"\x09\x30", b"\x67\x42\xc0\x1e\xda", b"\x65\x88\x84\x00\x03\x21"
+    four, three = b"\x00\x00\x00\x01", b"\x00\x00\x01"
+    expected = b"".join(struct.pack(">I", len(unit)) + unit for unit in (aud, sps, idr))
+    assert sample(four + aud + four + sps + four + idr) == expected
+    assert sample(three + aud + three + sps + three + idr) == expected
+    assert sample(four + aud + three + sps + four + idr) == expected
+    # Zero bytes before a start code (trailing_zero_8bits) are not part of the unit;
+    # emulation prevention (00 00 03) inside one is kept as it is.
+    assert sample(four + aud + b"\x00\x00" + four + sps + four + idr + b"\x00") == expected
+
+
+def test_length_prefixed_data_passes_through_and_empty_units_are_dropped():
+    prefixed = struct.pack(">I", 2) + b"\x09\x30"
+    assert sample(prefixed) == prefixed
+    assert sample(b"\x00\x00\x00\x01\x00\x00\x00\x01\x09\x30") == prefixed
+
+
 # -- remuxing real streams -----------------------------------------------------------
 
 
@@ -203,8 +231,8 @@ def remux(url: str, frames: int, remuxer: Remuxer | None = None) -> tuple[Remuxe
             started = started or (packet.size > 0 and packet.is_keyframe)
             if not started or not packet.size:
                 continue
-            init, fragments = remuxer.mux(packet)
-            out += ([init.data] if init else []) + [f.data for f in fragments]
+            init, fragment = remuxer.mux(packet)
+            out += ([init.data] if init else []) + [fragment.data]
             n += 1
             if n == frames:
                 return remuxer, out
