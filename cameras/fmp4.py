@@ -152,8 +152,9 @@ class Remuxer:
 
         Runs for every frame of every camera, on a thread that has just woken up, with
         its caches cold: a live frame costs several times what it costs in a loop
-        (README, issue 5). Hence one function, no helpers, integers only (no Fraction),
-        and the frame's bytes copied as few times as the conversion allows.
+        (README, issue 5). Hence one function, no helpers, integers only (no Fraction).
+        The frame is copied three times (out of PyAV's packet, by the split that finds
+        its NAL units, into the fragment): memcpy is cheap next to a Python loop.
         """
         init = None
         if self._init is None:
